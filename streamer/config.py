@@ -1,0 +1,552 @@
+"""Typed, validated settings: one TOML file plus ``STREAMER_*`` environment overrides.
+
+Rules of this module:
+
+* :func:`load_config` is the only entry point that touches the file system or the environment;
+  it returns a frozen :class:`Settings` or raises :class:`ConfigError`, never anything else;
+* precedence: environment (``STREAMER_KAFKA__BOOTSTRAP_SERVERS``) > file > defaults; a list such
+  as ``companies`` is replaced whole from the environment as JSON (``STREAMER_COMPANIES='[...]'``);
+* every section forbids unknown keys, so a misspelt key is an error that names it;
+* secrets are :class:`~pydantic.SecretStr`; ``repr``, ``str``, JSON dumps, :meth:`Settings.redacted`
+  and :class:`ConfigError` never contain their values; secret files are read once, at load;
+* relative paths are taken relative to the working directory, as every other CLI tool does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple, NoReturn
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FilePath,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+ENV_PREFIX = "STREAMER_"
+ENV_DELIMITER = "__"
+SHIPPED_WSDL = Path(__file__).parent / "ips" / "wsdl" / "IpsApi-2014-04-03.wsdl"
+# Keys whose values are never echoed in errors (a URL may carry user:password@).
+_NO_ECHO = frozenset({"password", "sasl_password", "endpoint"})
+MASK = "**********"
+Loc = tuple[str | int, ...]
+#: A non-empty secret: an empty password is always a mistake, never a credential.
+Secret = Annotated[SecretStr, Field(min_length=1)]
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("ips-job-streamer")
+    except importlib.metadata.PackageNotFoundError:  # running from a plain checkout
+        return "0.0.0"
+
+
+def _fail(problems: Sequence[tuple[Loc, str]]) -> NoReturn:
+    """Raise one validation error carrying several (relative key, message) problems.
+
+    Cross-field checks live in model validators, whose errors pydantic reports at the model's own
+    location; the relative keys let :class:`ConfigError` name the exact offending key instead.
+    """
+    summary = "; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems)
+    raise PydanticCustomError("config", "{summary}", {"summary": summary, "problems": problems})
+
+
+def _secret_file(inline: SecretStr | None, path: Path | None, key: str) -> SecretStr | None:
+    """Read and strip the secret file ``path`` (the ``{key}_file`` of a section), if set."""
+    if path is None:
+        return None
+    if inline is not None:
+        _fail([((f"{key}_file",), f"set either {key} or {key}_file, not both")])
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        _fail([((f"{key}_file",), f"cannot read secret file {str(path)!r}: {reason}")])
+    if not text:
+        _fail([((f"{key}_file",), f"secret file {str(path)!r} is empty")])
+    return SecretStr(text)
+
+
+def _lower(value: object) -> object:  # STREAMER_LOG__LEVEL=DEBUG is too common to refuse
+    return value.lower() if isinstance(value, str) else value
+
+
+class _Section(BaseModel):
+    # hide_input_in_errors: a ValidationError's own text must never echo a password back.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, hide_input_in_errors=True
+    )
+
+
+class _Credentials(_Section):
+    """``password`` / ``password_file``, shared by ``[ips]`` and each company."""
+
+    password: Secret | None = None
+    password_file: Path | None = None
+    _file_password: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _read_password_file(self) -> _Credentials:
+        self._file_password = _secret_file(self.password, self.password_file, "password")
+        return self
+
+    @property
+    def resolved_password(self) -> SecretStr | None:
+        """The password given inline or read from ``password_file``, if either is set."""
+        return self.password if self.password is not None else self._file_password
+
+
+class IpsConfig(_Credentials):
+    """``[ips]``: how to reach and authenticate against the IPS SOAP API."""
+
+    wsdl: str | None = None  # path or URL; None = the WSDL shipped in the package
+    endpoint: str | None = None  # overrides the WSDL's <service> address (a staging host)
+    user: str = ""
+    app_name: str = "ips-job-streamer"
+    app_version: str = Field(default_factory=_package_version)
+    locale: str | None = None
+    auth: Literal["header", "basic", "both"] = "header"
+    timeout_s: PositiveFloat = 30.0
+    verify_tls: bool = True
+    ca_file: FilePath | None = None
+    include_waiting_jobs: bool | None = None
+
+    def wsdl_location(self) -> str:
+        """``wsdl`` as given, else the path of the WSDL shipped in the package."""
+        return self.wsdl or str(SHIPPED_WSDL)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL")
+            if parts.username or parts.password:  # it would show up in logs and /status
+                raise ValueError("must not embed credentials; use ips.user / ips.password")
+        return value
+
+    @field_validator("wsdl")
+    @classmethod
+    def _wsdl_exists(cls, value: str | None) -> str | None:
+        is_url = value is not None and urlsplit(value).scheme in ("http", "https", "file")
+        if value is not None and not is_url and not Path(value).is_file():
+            raise ValueError("no such file (give a file path or an http(s) URL)")
+        return value
+
+
+class CompanyConfig(_Credentials):
+    """One ``[[companies]]`` entry; ``user``/``password*``/``interval_s`` override the defaults."""
+
+    handle: str
+    name: str | None = None
+    interval_s: PositiveFloat | None = None
+    user: str | None = None
+
+    @field_validator("handle")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class PollConfig(_Section):
+    """``[poll]``: cadence, backoff and readiness of the per-company poll loops."""
+
+    interval_s: PositiveFloat = 5.0
+    jitter: float = Field(default=0.1, ge=0, le=1)  # fraction of the interval
+    backoff_initial_s: PositiveFloat = 1.0
+    backoff_max_s: PositiveFloat = 60.0
+    auth_backoff_s: PositiveFloat = 600.0
+    failures_before_degraded: PositiveInt = 3
+    ready_factor: float = Field(default=3.0, ge=1)
+    max_concurrent_polls: PositiveInt = 64
+    job_log_concurrency: PositiveInt = 8
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> PollConfig:
+        if self.backoff_max_s < self.backoff_initial_s:
+            _fail([(("backoff_max_s",), "must be >= poll.backoff_initial_s")])
+        return self
+
+
+class ProgressConfig(_Section):
+    """``[progress]``: coalescing of ``job.progress`` events per job."""
+
+    min_step: int = Field(default=0, ge=0, le=100)
+    min_interval_s: NonNegativeFloat = 0.0
+
+
+class StallConfig(_Section):
+    """``[stall]``: when a job without progress counts as stalled."""
+
+    after_s: NonNegativeFloat | None = 900.0  # None or 0 disables stall detection
+
+
+class CompletionConfig(_Section):
+    """``[completion]``: job-log lookups for vanished jobs."""
+
+    log_max_attempts: PositiveInt = 5
+
+
+class KafkaConfig(_Section):
+    """``[kafka]``: broker connection, security, topics and transactions."""
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
+    topic_prefix: str = Field(default="ips", pattern=r"^[a-zA-Z0-9._-]+$", max_length=200)
+    partitions: PositiveInt = 3
+    replication_factor: PositiveInt = 1
+    create_topics: bool = True
+    transactional_id: str = Field(default="ips-job-streamer", min_length=1)
+    client_id: str = Field(default="ips-job-streamer", min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    sasl_password_file: Path | None = None
+    ssl_cafile: FilePath | None = None
+    ssl_certfile: FilePath | None = None
+    ssl_keyfile: FilePath | None = None
+    request_timeout_s: PositiveFloat = 15.0
+    max_batch_records: PositiveInt = 20000
+    commit_interval_s: NonNegativeFloat = 0.0  # how long a group commit waits for more cycles
+    heartbeat: bool = True
+    _file_password: SecretStr | None = PrivateAttr(default=None)
+
+    @property
+    def uses_sasl(self) -> bool:
+        """Whether the protocol authenticates with SASL."""
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_ssl(self) -> bool:
+        """Whether the protocol encrypts with TLS."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def resolved_sasl_password(self) -> SecretStr | None:
+        """The SASL password given inline or read from ``sasl_password_file``."""
+        return self.sasl_password if self.sasl_password is not None else self._file_password
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaConfig:
+        self._file_password = _secret_file(
+            self.sasl_password, self.sasl_password_file, "sasl_password"
+        )
+        required = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_username": self.sasl_username,
+            "sasl_password": self.resolved_sasl_password,
+        }
+        why = f"required when security_protocol is {self.security_protocol}"
+        problems: list[tuple[Loc, str]] = [
+            ((key,), why + (" (or sasl_password_file)" if key == "sasl_password" else ""))
+            for key, value in required.items()
+            if self.uses_sasl and not value
+        ]
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            problems.append((("ssl_certfile",), "required when ssl_keyfile is set"))
+        if problems:
+            _fail(problems)
+        return self
+
+    def client_kwargs(self) -> dict[str, object]:
+        """Keyword arguments shared by aiokafka clients. The result holds the SASL password in
+        clear (aiokafka needs it): pass it on, never log it."""
+        kwargs: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": int(self.request_timeout_s * 1000),
+        }
+        password = self.resolved_sasl_password
+        if self.uses_sasl and password is not None:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = password.get_secret_value()
+        if self.uses_ssl:
+            from aiokafka.helpers import create_ssl_context  # heavy import, only when needed
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
+        return kwargs
+
+
+class HttpConfig(_Section):
+    """``[http]``: the health / readiness / metrics / status server."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class LogConfig(_Section):
+    """``[log]``: level and rendering of the structured log."""
+
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
+    format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)] = "auto"
+
+
+class ShutdownConfig(_Section):
+    """``[shutdown]``: bound on the graceful drain after SIGTERM."""
+
+    drain_timeout_s: PositiveFloat = 20.0
+
+
+class Credentials(NamedTuple):
+    """A company's effective IPS ``(user, password)``; ``repr`` masks the password."""
+
+    user: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(user={self.user!r}, password={MASK!r})"
+
+
+# load_config hands (file, environment) to settings_customise_sources, a classmethod, here.
+_REQUEST: ContextVar[tuple[Path | None, Mapping[str, str]] | None] = ContextVar("_REQUEST")
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The stock environment source, reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+class Settings(BaseSettings):
+    """The whole configuration. ``Settings(...)`` validates only the values given;
+    :func:`load_config` adds the TOML file and the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        hide_input_in_errors=True,
+    )
+
+    ips: IpsConfig = IpsConfig()
+    companies: tuple[CompanyConfig, ...] = Field(min_length=1)
+    poll: PollConfig = PollConfig()
+    progress: ProgressConfig = ProgressConfig()
+    stall: StallConfig = StallConfig()
+    completion: CompletionConfig = CompletionConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    http: HttpConfig = HttpConfig()
+    log: LogConfig = LogConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Earlier sources win: init kwargs, then the environment, then the TOML file."""
+        request = _REQUEST.get(None)
+        if request is None:  # plain construction: plain data, no hidden inputs
+            return (init_settings,)
+        path, environ = request
+        env_source = _MappingEnvSource(settings_cls, environ)
+        if path is None:
+            return (init_settings, env_source)
+        return (init_settings, env_source, TomlConfigSettingsSource(settings_cls, toml_file=path))
+
+    @model_validator(mode="after")
+    def _companies(self) -> Settings:
+        problems: list[tuple[Loc, str]] = []
+        seen: dict[str, int] = {}
+        for i, c in enumerate(self.companies):
+            if c.handle in seen:
+                why = f"duplicate handle {c.handle!r} (also companies[{seen[c.handle]}])"
+                problems.append((("companies", i, "handle"), why))
+            seen.setdefault(c.handle, i)
+        # One error for all companies lacking a credential: the fix is usually in [ips].
+        no_user = [c.handle for c in self.companies if not (c.user or self.ips.user)]
+        no_pw = [c.handle for c in self.companies if not c.resolved_password]
+        no_pw = no_pw if self.ips.resolved_password is None else []
+        if no_user:
+            why = f"required: companies {', '.join(no_user)} have no user of their own"
+            problems.append((("ips", "user"), why))
+        if no_pw:
+            why = f"required (or ips.password_file): companies {', '.join(no_pw)} have no password"
+            problems.append((("ips", "password"), why + " or password_file of their own"))
+        if problems:
+            _fail(problems)
+        return self
+
+    def _company(self, company: CompanyConfig | str) -> CompanyConfig:
+        if isinstance(company, CompanyConfig):
+            return company
+        found = next((c for c in self.companies if c.handle == company), None)
+        if found is None:
+            raise KeyError(company)
+        return found
+
+    def credentials_for(self, company: CompanyConfig | str) -> Credentials:
+        """Effective ``(user, password)`` of a company (or handle): its own, else ``ips.*``.
+        The password is plain text for the IPS client: pass it on, never log it."""
+        company = self._company(company)
+        password = company.resolved_password or self.ips.resolved_password
+        if password is None:  # only reachable for a model_construct()-ed Settings
+            raise ValueError(f"no password for company {company.handle!r}")
+        return Credentials(company.user or self.ips.user, password.get_secret_value())
+
+    def interval_for(self, company: CompanyConfig | str) -> float:
+        """Effective poll interval of a company (or handle): its own, else ``poll.interval_s``."""
+        return self._company(company).interval_s or self.poll.interval_s
+
+    def redacted(self) -> dict[str, Any]:
+        """JSON-safe dump for ``/status`` and ``streamer check``; secrets read ``**********``."""
+        # mode="json" serialises every SecretStr as its mask, never its value.
+        return self.model_dump(mode="json")
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used: ``str()`` has one ``config error: ...`` line per problem,
+    each naming its dotted key, and never a secret value."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = tuple(problems)  # (dotted key or file, message)
+        super().__init__("\n".join(f"config error: {key}: {msg}" for key, msg in self.problems))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The dotted keys (or file paths) named, in order."""
+        return tuple(key for key, _ in self.problems)
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from ``path`` (TOML; None = environment and defaults only) and ``env``
+    (default ``os.environ``); raise :class:`ConfigError` on any problem."""
+    environ = os.environ if env is None else env
+    if path is not None:
+        _check_toml(path)
+    token = _REQUEST.set((path, environ))
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, environ)) from None  # the cause may quote inputs
+    except SettingsError as exc:  # unparsable JSON in a complex env var, e.g. STREAMER_COMPANIES
+        found = re.search(r'field "([^"]+)"', str(exc))
+        key = found.group(1) if found else "environment"
+        name = ENV_PREFIX + key.upper()
+        raise ConfigError([(key, f"cannot parse {name} from the environment as JSON")]) from None
+    finally:
+        _REQUEST.reset(token)
+
+
+def _check_toml(path: Path) -> None:
+    """Refuse a missing, unreadable or malformed file up front: the TOML source skips missing
+    files silently and would surface syntax errors as bare tracebacks."""
+    try:
+        with path.open("rb") as fh:
+            tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError([(str(path), f"cannot read config file: {exc.strerror}")]) from None
+    except tomllib.TOMLDecodeError as exc:  # message ends "(at line L, column C)", no content
+        raise ConfigError([(str(path), f"invalid TOML: {exc}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([(str(path), "invalid TOML: not UTF-8")]) from None
+
+
+def _problems(exc: ValidationError, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    env_names = {name.upper() for name in env}
+    out: list[tuple[str, str]] = []
+    for err in exc.errors(include_url=False):
+        loc: Loc = tuple(err["loc"])
+        ctx = err.get("ctx") or {}
+        if err["type"] == "config":
+            out.extend((_dotted(loc + sub), msg) for sub, msg in ctx["problems"])
+            continue
+        message = _message(err["type"], err["msg"], loc, err.get("input"))
+        # Name the variable when the bad value (or the JSON holding it) came from the environment.
+        for end in range(len(loc), 0, -1):
+            env_name = ENV_PREFIX + ENV_DELIMITER.join(str(p) for p in loc[:end]).upper()
+            if env_name in env_names:
+                message += f" (from environment {env_name})"
+                break
+        out.append((_dotted(loc), message))
+    return out
+
+
+def _message(kind: str, msg: str, loc: Loc, value: object) -> str:
+    if kind == "extra_forbidden":  # the value of a misspelt `pasword` key is a secret too
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if loc == ("companies",) and kind in ("missing", "too_short"):
+        return "at least one [[companies]] table is required"
+    if loc == ("companies",) and kind == "tuple_type":  # e.g. from STREAMER_COMPANIES__0__HANDLE
+        return (
+            "must be a list of tables; in the environment set STREAMER_COMPANIES to a JSON "
+            "list (per-index variables are not supported)"
+        )
+    if kind == "missing":
+        return "required key is missing"
+    msg = msg.removeprefix("Value error, ")
+    secret = any(part in _NO_ECHO for part in loc)
+    if secret and kind == "too_short":
+        return "must not be empty"
+    if not secret and isinstance(value, str | int | float | bool):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        return f"{msg} (got {shown})"
+    return msg
+
+
+def _known_keys(parent: Loc) -> list[str]:
+    """Key names allowed at ``parent`` (for "did you mean" hints)."""
+    if not parent:
+        return list(Settings.model_fields)
+    field = Settings.model_fields.get(str(parent[0]))
+    model: type = CompanyConfig if parent[0] == "companies" else type(getattr(field, "default", 0))
+    return list(model.model_fields) if issubclass(model, BaseModel) else []
+
+
+def _dotted(loc: Loc) -> str:
+    """``("companies", 0, "handle")`` -> ``companies[0].handle``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
