@@ -1,0 +1,497 @@
+"""Records on the wire: topics, keys, JSON values, CloudEvents headers and JSON Schemas."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from importlib.resources import files
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
+from streamer.diff import DiffSettings, diff
+from streamer.encode import (
+    SCHEMA_IDS,
+    Record,
+    TopicNames,
+    decode_checkpoint,
+    decode_event_value,
+    encode_checkpoint,
+    encode_event,
+    encode_heartbeat,
+    encode_notification,
+    encode_tombstone,
+    load_schema,
+)
+from streamer.model import (
+    Heartbeat,
+    JobCompleted,
+    JobEvent,
+    JobObserved,
+    JobProgress,
+    JobSnapshot,
+    JobStateChanged,
+    JobStatus,
+    Outcome,
+    OutcomeCounts,
+    Snapshot,
+    SubJob,
+    TaskItemProgress,
+    TaskProgress,
+    TrackedJob,
+    event_type,
+)
+from tests.strategies import heartbeats, histories, job_events, texts, tracked_jobs
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, 123000, tzinfo=UTC)
+SOURCE = "https://s7sps1apissl.scene7.com/scene7/services/IpsApiService/companies/c%7C1"
+TOPICS = TopicNames()
+CE_HEADERS = (
+    "ce_specversion",
+    "ce_id",
+    "ce_source",
+    "ce_type",
+    "ce_subject",
+    "ce_time",
+    "ce_sequence",
+    "ce_dataschema",
+    "content-type",
+)
+
+STATUS = JobStatus(
+    state="Running",
+    progress=40,
+    progress_message="Optimizing files",
+    last_progress_update=T0,
+    total_size=2048,
+    task_progress=(
+        TaskProgress(
+            "com.scene7.upload.UploadAsyncTaskMonitor",
+            "Processing",
+            3,
+            1,
+            6,
+            0.4,
+            "",
+            T0,
+            (TaskItemProgress("a.jpg", 1.0, "done", T0),),
+        ),
+    ),
+)
+JOB = JobSnapshot(
+    company_handle="c|1",
+    job_handle="j|1",
+    name="upload_2026-11-28-12:00:00.000",
+    original_name="upload",
+    type="UrlUpload",
+    submit_user_email="ops@example.com",
+    locale="en-US",
+    description=None,
+    server_name="saastex_100_52",
+    start_date=T0,
+    trigger_time=None,
+    status=STATUS,
+    sub_job=SubJob(
+        "uploadUrlsJob",
+        (("urlArray", (("items", (("sourceUrl", "http://x/a.jpg"), ("destPath", "a"))),)),),
+    ),
+)
+
+
+@functools.cache
+def validator(kind: str) -> Draft202012Validator:
+    return Draft202012Validator(
+        load_schema(kind), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def headers(record: Record) -> dict[str, str]:
+    names = [name for name, _ in record.headers]
+    assert len(names) == len(set(names)), "a header is repeated"
+    return {name: value.decode() for name, value in record.headers}
+
+
+def check_cloudevent(record: Record, kind: str, subject: str, sequence: int) -> dict[str, Any]:
+    """Assert the CloudEvents binary-mode headers and schema validity; return the value."""
+    assert record.value is not None
+    value = decode_event_value(record.value)
+    validator(kind).validate(value)
+    h = headers(record)
+    assert tuple(h) == CE_HEADERS
+    assert h["ce_specversion"] == "1.0"
+    assert h["ce_type"] == value.get("type", kind)
+    assert h["ce_subject"] == subject
+    assert record.key == subject.encode()
+    assert len(h["ce_sequence"]) == 20
+    assert int(h["ce_sequence"]) == sequence
+    assert h["ce_dataschema"] == SCHEMA_IDS[kind]
+    assert h["content-type"] == "application/json"
+    assert datetime.fromisoformat(h["ce_time"]).tzinfo is not None
+    if "eventId" in value:
+        assert h["ce_id"] == value["eventId"]
+    return value
+
+
+# -- job events ------------------------------------------------------------------------------
+
+
+def test_state_changed_record() -> None:
+    """job.state_changed: state topic, key jobHandle, compact camelCase JSON, CE headers."""
+    event = JobStateChanged("c|1", "j|1", 7, T0, "New", "Running", STATUS, True)
+    record = encode_event(event, source=SOURCE, topics=TOPICS)
+    assert record.topic == "ips.jobs.state"
+    assert record.key == b"j|1"
+    assert record.value is not None
+    assert b" " not in record.value.replace(b"Optimizing files", b"")
+    assert decode_event_value(record.value) == {
+        "eventId": "j|1:7",
+        "type": "job.state_changed",
+        "companyHandle": "c|1",
+        "jobHandle": "j|1",
+        "sequence": 7,
+        "observedAt": "2026-11-28T12:00:00.123000+00:00",
+        "from": "New",
+        "to": "Running",
+        "mayHaveSkipped": True,
+        "status": {
+            "state": "Running",
+            "progress": 40,
+            "progressMessage": "Optimizing files",
+            "lastProgressUpdate": "2026-11-28T12:00:00.123000+00:00",
+            "totalSize": 2048,
+            "taskProgress": [
+                {
+                    "taskType": "com.scene7.upload.UploadAsyncTaskMonitor",
+                    "taskState": "Processing",
+                    "numProcessed": 3,
+                    "numProcessing": 1,
+                    "numPending": 6,
+                    "progress": 0.4,
+                    "progressMessage": "",
+                    "lastProgressUpdate": "2026-11-28T12:00:00.123000+00:00",
+                    "items": [
+                        {
+                            "itemName": "a.jpg",
+                            "progress": 1.0,
+                            "progressMessage": "done",
+                            "lastProgressUpdate": "2026-11-28T12:00:00.123000+00:00",
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+    assert dict(record.headers) == {
+        "ce_specversion": b"1.0",
+        "ce_id": b"j|1:7",
+        "ce_source": SOURCE.encode(),
+        "ce_type": b"job.state_changed",
+        "ce_subject": b"j|1",
+        "ce_time": b"2026-11-28T12:00:00.123000+00:00",
+        "ce_sequence": b"00000000000000000007",
+        "ce_dataschema": b"https://ips-job-streamer.dev/schemas/job.state_changed.v1.json",
+        "content-type": b"application/json",
+    }
+
+
+def test_observed_carries_the_full_snapshot() -> None:
+    """job.observed carries every ActiveJob field; the sub-job tree becomes [name, value] pairs."""
+    record = encode_event(JobObserved("c|1", "j|1", 1, T0, JOB, True), source=SOURCE, topics=TOPICS)
+    value = check_cloudevent(record, "job.observed", "j|1", 1)
+    assert value["seenAfterStart"] is True
+    snapshot = value["snapshot"]
+    assert snapshot["serverName"] == "saastex_100_52"
+    assert (snapshot["description"], snapshot["triggerTime"]) == (None, None)
+    assert snapshot["subJob"] == {
+        "element": "uploadUrlsJob",
+        "fields": [["urlArray", [["items", [["sourceUrl", "http://x/a.jpg"], ["destPath", "a"]]]]]],
+    }
+
+
+def test_progress_goes_to_the_progress_topic() -> None:
+    """job.progress is the only job event on the progress topic; it carries rate and ETA."""
+    event = JobProgress("c|1", "j|1", 3, T0, STATUS, rate=0.5, eta=T0 + timedelta(seconds=120))
+    record = encode_event(event, source=SOURCE, topics=TopicNames.with_prefix("acme"))
+    assert record.topic == "acme.jobs.progress"
+    value = check_cloudevent(record, "job.progress", "j|1", 3)
+    assert (value["rate"], value["eta"]) == (0.5, "2026-11-28T12:02:00.123000+00:00")
+
+
+def test_completed_value() -> None:
+    """job.completed carries outcome, counts, log type, end time, attempts and last status."""
+    event = JobCompleted(
+        "c|1",
+        "j|1",
+        9,
+        T0,
+        Outcome.COMPLETED_WITH_WARNINGS,
+        STATUS,
+        OutcomeCounts(file_success=5, file_warning=1, total_file=6),
+        "EndUpload",
+        T0,
+        2,
+    )
+    value = check_cloudevent(
+        encode_event(event, source=SOURCE, topics=TOPICS), "job.completed", "j|1", 9
+    )
+    assert value["outcome"] == "completed_with_warnings"
+    assert value["counts"]["fileWarning"] == 1
+    assert (value["logType"], value["logAttempts"]) == ("EndUpload", 2)
+    assert value["lastStatus"]["progress"] == 40
+
+
+@settings(max_examples=200)
+@given(job_events(), texts.filter(bool))
+def test_every_event_matches_its_schema(event: JobEvent, source: str) -> None:
+    """Any job event encodes to a schema-valid value with consistent CloudEvents headers."""
+    record = encode_event(event, source=source, topics=TOPICS)
+    kind = event_type(event)
+    assert record.topic == (TOPICS.progress if kind == "job.progress" else TOPICS.state)
+    value = check_cloudevent(record, kind, event.job_handle, event.sequence)
+    assert value["observedAt"] == headers(record)["ce_time"]
+    assert headers(record)["ce_source"] == source
+    assert datetime.fromisoformat(value["observedAt"]) == event.observed_at
+
+
+def test_datetimes_keep_microseconds_and_offset() -> None:
+    """Datetimes are ISO-8601 with microseconds and the original offset."""
+    plus2 = datetime(2026, 11, 28, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    record = encode_event(
+        JobStateChanged("c|1", "j|1", 2, plus2, "New", "Running", STATUS),
+        source=SOURCE,
+        topics=TOPICS,
+    )
+    assert record.value is not None
+    assert decode_event_value(record.value)["observedAt"] == "2026-11-28T14:00:00.000000+02:00"
+
+
+def test_equal_instants_keep_their_own_offsets() -> None:
+    """12:00Z and 14:00+02:00 are equal datetimes but each is written with its own offset."""
+    plus2 = T0.astimezone(timezone(timedelta(hours=2)))
+    assert plus2 == T0
+    written = []
+    for when in (T0, plus2, T0):
+        event = JobStateChanged("c|1", "j|1", 2, when, "New", "Running", STATUS)
+        record = encode_event(event, source=SOURCE, topics=TOPICS)
+        written.append(headers(record)["ce_time"])
+    assert written == [
+        "2026-11-28T12:00:00.123000+00:00",
+        "2026-11-28T14:00:00.123000+02:00",
+        "2026-11-28T12:00:00.123000+00:00",
+    ]
+
+
+def test_naive_datetime_is_refused() -> None:
+    """A naive datetime is a bug upstream and is refused rather than guessed."""
+    naive = JobStateChanged("c|1", "j|1", 2, datetime(2026, 1, 1), "New", "Running", STATUS)
+    with pytest.raises(ValueError, match="naive"):
+        encode_event(naive, source=SOURCE, topics=TOPICS)
+
+
+def test_non_finite_task_progress_becomes_null() -> None:
+    """A NaN task progress (possible in xsd:double) is written as null: JSON has no NaN."""
+    task = replace(STATUS.task_progress[0], progress=math.nan, items=())
+    status = replace(STATUS, task_progress=(task,))
+    record = encode_event(JobProgress("c|1", "j|1", 2, T0, status), source=SOURCE, topics=TOPICS)
+    value = check_cloudevent(record, "job.progress", "j|1", 2)
+    assert value["status"]["taskProgress"][0]["progress"] is None
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+@settings(max_examples=200)
+@given(tracked_jobs)
+def test_checkpoint_round_trip(tracked: TrackedJob) -> None:
+    """Any TrackedJob survives encode_checkpoint → decode_checkpoint exactly, schema-valid."""
+    record = encode_checkpoint(tracked, topics=TOPICS)
+    assert record.topic == "ips.jobs.latest"
+    value = check_cloudevent(record, "job.latest", tracked.snapshot.job_handle, tracked.sequence)
+    assert value["company"] == tracked.snapshot.company_handle
+    assert record.value is not None
+    assert decode_checkpoint(record.value) == tracked
+
+
+def test_checkpoint_restore_shares_the_published_status() -> None:
+    """When the published status equals the snapshot's, the restored record holds one object."""
+    tracked = TrackedJob(JOB, 4, T0, STATUS, T0, T0)
+    record = encode_checkpoint(tracked, topics=TOPICS, source=SOURCE)
+    assert headers(record)["ce_source"] == SOURCE
+    assert record.value is not None
+    restored = decode_checkpoint(record.value)
+    assert restored == tracked
+    assert restored.last_progress_status is restored.snapshot.status
+    assert restored.last_seen_at is restored.last_moved_at
+
+
+def test_checkpoint_ids_differ_when_the_record_does() -> None:
+    """Two checkpoints of one sequence (e.g. vanished later) get different ce_ids."""
+    tracked = TrackedJob(JOB, 4, T0, STATUS, T0, T0)
+    vanished = replace(tracked, vanished_at=T0 + timedelta(seconds=5))
+    first, second = (
+        headers(encode_checkpoint(t, topics=TOPICS))["ce_id"] for t in (tracked, vanished)
+    )
+    assert first.startswith("j|1:4:")
+    assert first != second
+    assert headers(encode_checkpoint(vanished, topics=TOPICS))["ce_time"].startswith(
+        "2026-11-28T12:00:05"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"[]", b"{}", b"not json", b'{"snapshot": 1}'],
+)
+def test_malformed_checkpoint_is_a_value_error(value: bytes) -> None:
+    """A checkpoint that cannot be read raises ValueError, whatever is wrong with it."""
+    with pytest.raises(ValueError, match="malformed checkpoint"):
+        decode_checkpoint(value)
+
+
+def test_checkpoint_with_wrong_types_is_refused() -> None:
+    """Wrong JSON types (a string sequence, a numeric handle) are refused, not coerced."""
+    good = encode_checkpoint(TrackedJob(JOB, 4, T0, STATUS, T0, T0), topics=TOPICS).value
+    assert good is not None
+    for path, bad in ((("sequence",), "4"), (("snapshot", "jobHandle"), 7), (("stalled",), 0)):
+        raw = json.loads(good)
+        target = raw
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = bad
+        with pytest.raises(ValueError, match="malformed checkpoint"):
+            decode_checkpoint(json.dumps(raw).encode())
+
+
+def test_tombstone() -> None:
+    """A completed job's tombstone: latest topic, its key, a null value."""
+    record = encode_tombstone("j|1", topics=TOPICS)
+    assert (record.topic, record.key, record.value, record.headers) == (
+        "ips.jobs.latest",
+        b"j|1",
+        None,
+        (),
+    )
+
+
+# -- heartbeats and notifications ------------------------------------------------------------
+
+
+@settings(max_examples=200)
+@given(heartbeats)
+def test_heartbeat_record(hb: Heartbeat) -> None:
+    """Heartbeats are keyed by company, schema-valid, with a deterministic id from company+time."""
+    record = encode_heartbeat(hb, source=SOURCE, topics=TOPICS)
+    assert record.topic == "ips.streamer.heartbeat"
+    epoch_us = (hb.polled_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    value = check_cloudevent(record, "streamer.heartbeat", hb.company_handle, epoch_us)
+    assert value["eventId"] == f"{hb.company_handle}:heartbeat:{value['polledAt']}"
+    assert encode_heartbeat(hb, source=SOURCE, topics=TOPICS) == record
+
+
+def test_notification_record() -> None:
+    """Notifications: ce_type streamer.notification.<kind>, schema-valid, keyed by company."""
+    record = encode_notification(
+        "company_unreachable", "c|1", "IpsTransportError: timeout", T0, source=SOURCE, topics=TOPICS
+    )
+    assert record.topic == "ips.streamer.notifications"
+    epoch_us = (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    value = check_cloudevent(record, "streamer.notification", "c|1", epoch_us)
+    assert headers(record)["ce_type"] == "streamer.notification.company_unreachable"
+    assert value["kind"] == "company_unreachable"
+    assert value["eventId"] == "c|1:company_unreachable:2026-11-28T12:00:00.123000+00:00"
+
+
+@pytest.mark.parametrize("kind", ["", "Company-Down", "a.b", "1st"])
+def test_notification_kind_must_be_snake_case(kind: str) -> None:
+    """A notification kind that would make an odd ce_type is refused."""
+    with pytest.raises(ValueError, match="snake_case"):
+        encode_notification(kind, "c|1", "m", T0, source=SOURCE, topics=TOPICS)
+
+
+# -- every record of a real cycle ------------------------------------------------------------
+
+
+@settings(max_examples=50)
+@given(histories())
+def test_every_record_of_a_history_is_a_valid_cloudevent(
+    history: tuple[str, list[tuple[datetime, Snapshot]]],
+) -> None:
+    """Events and checkpoints produced by diffing a history all carry valid CloudEvents."""
+    state: dict[str, TrackedJob] = {}
+    prev_at = None
+    for now, snapshot in history[1]:
+        result = diff(state, snapshot, now, DiffSettings(stall_after_s=10), prev_at)
+        for event in result.events:
+            record = encode_event(event, source=SOURCE, topics=TOPICS)
+            check_cloudevent(record, event_type(event), event.job_handle, event.sequence)
+        for handle in result.changed:
+            tracked = result.state[handle]
+            record = encode_checkpoint(tracked, topics=TOPICS)
+            check_cloudevent(record, "job.latest", handle, tracked.sequence)
+            assert record.value is not None
+            assert decode_checkpoint(record.value) == tracked
+        state, prev_at = result.state, now
+
+
+# -- topics and schemas ----------------------------------------------------------------------
+
+
+def test_topic_names_with_prefix() -> None:
+    """with_prefix renames every topic; the defaults are the 'ips' prefix."""
+    assert TopicNames.with_prefix("ips") == TopicNames()
+    assert TopicNames.with_prefix("t1").notifications == "t1.streamer.notifications"
+    with pytest.raises(ValueError, match="prefix"):
+        TopicNames.with_prefix("ips.")
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEMA_IDS))
+def test_schema_files_are_valid_and_named_by_their_id(kind: str) -> None:
+    """Each packaged schema is valid draft 2020-12, its $id is the ce_dataschema header."""
+    schema = load_schema(kind)
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert (
+        schema["$id"] == SCHEMA_IDS[kind] == f"https://ips-job-streamer.dev/schemas/{kind}.v1.json"
+    )
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == set(schema["properties"])
+
+
+def test_every_packaged_schema_is_known() -> None:
+    """No schema file ships without a SCHEMA_IDS entry (and vice versa)."""
+    shipped = {p.name for p in files("streamer.schemas").iterdir() if p.name.endswith(".json")}
+    assert shipped == {sid.rsplit("/", 1)[1] for sid in SCHEMA_IDS.values()}
+    with pytest.raises(KeyError):
+        load_schema("job.unknown")
+
+
+def test_schemas_reject_unknown_fields_and_missing_ones() -> None:
+    """The schemas are strict: an extra field or a missing required one fails validation."""
+    record = encode_event(JobObserved("c|1", "j|1", 1, T0, JOB), source=SOURCE, topics=TOPICS)
+    assert record.value is not None
+    value: dict[str, Any] = decode_event_value(record.value)
+    check = validator("job.observed")
+    assert check.is_valid(value)
+    assert not check.is_valid({**value, "extra": 1})
+    assert not check.is_valid({k: v for k, v in value.items() if k != "seenAfterStart"})
+    assert not check.is_valid({**value, "observedAt": "2026-11-28T12:00:00"})
+    assert not check.is_valid({**value, "snapshot": {**value["snapshot"], "jobHandle": 5}})
+
+
+def test_decode_event_value_wants_an_object() -> None:
+    """decode_event_value refuses JSON that is not an object."""
+    with pytest.raises(ValueError, match="not a JSON object"):
+        decode_event_value(b"[1]")
+
+
+@given(st.sampled_from(sorted(SCHEMA_IDS)))
+def test_load_schema_returns_a_fresh_copy(kind: str) -> None:
+    """Mutating a loaded schema does not affect the next load."""
+    load_schema(kind)["title"] = "changed"
+    assert load_schema(kind)["title"] == kind
