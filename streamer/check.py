@@ -1,0 +1,69 @@
+"""``streamer check``: prove a configuration works before running it as a daemon.
+
+Calls ``getActiveJobs`` once per company and asks Kafka for its topics. It never starts a
+transactional producer: that would fence a running instance that uses the same transactional id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import aiohttp
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streamer.config import Settings
+from streamer.encode import TopicNames
+from streamer.ips import IpsClient, IpsError
+from streamer.service import ips_settings_for
+
+
+async def run_check(settings: Settings, echo: Callable[[str], None]) -> bool:
+    """Print a readable report; return True only if every check passed."""
+    ok = True
+    echo("configuration: ok")
+    async with aiohttp.ClientSession() as session:
+        clients: dict[tuple[str, str], IpsClient] = {}
+        for company in settings.companies:
+            user, password = settings.credentials_for(company)
+            started = time.perf_counter()
+            try:
+                client = clients.get((user, password))
+                if client is None:
+                    client = await IpsClient.create(
+                        ips_settings_for(settings, company.handle), session
+                    )
+                    clients[(user, password)] = client
+                snap = await client.get_active_jobs(company.handle)
+                ms = (time.perf_counter() - started) * 1000
+                echo(f"ips {company.handle}: ok, {len(snap.jobs)} active jobs ({ms:.0f} ms)")
+            except IpsError as exc:
+                ok = False
+                echo(f"ips {company.handle}: FAILED ({getattr(exc, 'kind', '?')}): {exc}")
+            except Exception as exc:  # the WSDL could not even be loaded
+                ok = False
+                echo(f"ips {company.handle}: FAILED: {exc!r}")
+    topics = TopicNames.with_prefix(settings.kafka.topic_prefix)
+    kw = dict(settings.kafka.client_kwargs())
+    kw["request_timeout_ms"] = 10_000
+    admin = AIOKafkaAdminClient(**kw)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        wanted = [topics.state, topics.progress, topics.latest, topics.heartbeat]
+        missing = [t for t in wanted if t not in existing]
+        echo(f"kafka {settings.kafka.bootstrap_servers}: ok")
+        if missing and not settings.kafka.create_topics:
+            ok = False
+            echo(f"kafka topics missing and kafka.create_topics is off: {', '.join(missing)}")
+        elif missing:
+            echo(f"kafka topics to be created at start: {', '.join(missing)}")
+        else:
+            echo("kafka topics: all present")
+    except Exception as exc:
+        ok = False
+        echo(f"kafka {settings.kafka.bootstrap_servers}: FAILED: {exc!r}")
+    finally:
+        await admin.close()
+    echo("result: ok" if ok else "result: FAILED")
+    return ok

@@ -1,0 +1,182 @@
+"""Command line: ``streamer run | check | simulate | tail | demo | kafka``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streamer import localkafka
+from streamer.config import ConfigError, Settings, load_config
+from streamer.encode import TopicNames
+from streamer.logs import configure
+
+EXIT_CONFIG = 2
+
+
+def _load(path: Path | None) -> Settings:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ips-job-streamer")
+def main() -> None:
+    """Stream Adobe Dynamic Media Classic (Scene7) IPS job changes into Kafka."""
+
+
+@main.command()
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="TOML configuration file."
+)
+@click.option("--max-cycles", type=int, default=None, help="Stop after N cycles per company.")
+def run(config_path: Path | None, max_cycles: int | None) -> None:
+    """Run the streamer daemon until SIGTERM/SIGINT.
+
+    Exit codes: 0 drained cleanly, 1 unexpected error, 2 bad configuration, 3 fenced by another
+    instance with the same transactional id, 4 drain timed out, 130 forced by a second signal.
+    """
+    from streamer.service import Service
+
+    settings = _load(config_path)
+    configure(settings.log.level, settings.log.format)
+
+    async def _main() -> int:
+        service = Service(settings, max_cycles=max_cycles)
+        service.install_signal_handlers()
+        return await service.run()
+
+    sys.exit(asyncio.run(_main()))
+
+
+@main.command()
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="TOML configuration file."
+)
+def check(config_path: Path | None) -> None:
+    """Validate the config, call getActiveJobs once per company and check Kafka."""
+    from streamer.check import run_check
+
+    settings = _load(config_path)
+    configure("warning", "console")
+    ok = asyncio.run(run_check(settings, echo=click.echo))
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8089, show_default=True, type=int)
+@click.option(
+    "--company",
+    "companies",
+    multiple=True,
+    help="Company handle to simulate (repeatable). Default: c|1001 c|1002 c|1003.",
+)
+@click.option("--companies", "n_companies", type=int, help="Simulate N companies c|1001...")
+@click.option("--jobs-per-company", type=int, default=4, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--speedup", type=float, default=1.0, show_default=True)
+@click.option("--max-jobs", type=int, default=None, help="Stop submitting after N jobs.")
+@click.option("--ground-truth", type=click.Path(path_type=Path), default=None)
+@click.option("--user", default="demo@example.com", show_default=True)
+@click.option("--password", default="demo-password", show_default=True)
+@click.option("--stall-probability", type=float, default=None)
+@click.option("--log-level", default="info", show_default=True)
+def simulate(
+    host: str,
+    port: int,
+    companies: tuple[str, ...],
+    n_companies: int | None,
+    jobs_per_company: int,
+    seed: int,
+    speedup: float,
+    max_jobs: int | None,
+    ground_truth: Path | None,
+    user: str,
+    password: str,
+    stall_probability: float | None,
+    log_level: str,
+) -> None:
+    """Serve a simulated IPS (real SOAP over HTTP) with a seeded job lifecycle."""
+    from streamer.simulator import SimulatorConfig, serve
+
+    configure(log_level, "auto")
+    if n_companies:
+        companies = tuple(f"c|{1001 + i}" for i in range(n_companies))
+    kw: dict[str, Any] = {}
+    if stall_probability is not None:
+        kw["stall_probability"] = stall_probability
+    config = SimulatorConfig(
+        companies=companies or ("c|1001", "c|1002", "c|1003"),
+        jobs_per_company=jobs_per_company,
+        seed=seed,
+        speedup=speedup,
+        users={user: password},
+        max_jobs_total=max_jobs,
+        ground_truth_path=ground_truth,
+        **kw,
+    )
+
+    def ready(url: str) -> None:
+        click.echo(f"IPS simulator listening on {url}", err=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, host, port, ready=ready))
+
+
+@main.command("tail")
+@click.option("--bootstrap", default="127.0.0.1:9092", show_default=True)
+@click.option("--topic-prefix", default="ips", show_default=True)
+@click.option("--lines", is_flag=True, help="One line per event instead of the live table.")
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest retained record.")
+@click.option("--heartbeats", is_flag=True, help="Also print heartbeat records (line view).")
+@click.option("--max-records", type=int, default=None)
+def tail_cmd(
+    bootstrap: str,
+    topic_prefix: str,
+    lines: bool,
+    from_beginning: bool,
+    heartbeats: bool,
+    max_records: int | None,
+) -> None:
+    """Show the job topics live (read_committed), as a table or as lines."""
+    from streamer.tail import run_tail
+
+    run_tail(
+        {"bootstrap_servers": bootstrap},
+        TopicNames.with_prefix(topic_prefix),
+        lines=lines,
+        from_beginning=from_beginning,
+        heartbeats=heartbeats,
+        max_records=max_records,
+    )
+
+
+@main.command()
+@click.option("--lines", is_flag=True, help="Print one line per event instead of the table.")
+@click.option("--speedup", type=float, default=5.0, show_default=True)
+def demo(lines: bool, speedup: float) -> None:
+    """Broker + IPS simulator + streamer + live view, all local; Ctrl-C stops everything."""
+    from streamer.demo import run_demo
+
+    sys.exit(run_demo(lines=lines, speedup=speedup))
+
+
+@main.command("kafka")
+@click.argument("action", type=click.Choice(["fetch", "start", "stop", "status"]))
+@click.option("--port", type=int, default=9092, show_default=True)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=localkafka.DEFAULT_STATE)
+def kafka_cmd(action: str, port: int, state_dir: Path) -> None:
+    """Manage the local single-node Kafka broker (jars from Maven Central, cached)."""
+    sys.exit(localkafka.main([action, "--port", str(port), "--state-dir", str(state_dir)]))
+
+
+if __name__ == "__main__":
+    main()

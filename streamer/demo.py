@@ -1,0 +1,119 @@
+"""``streamer demo``: everything local, from nothing, in one command.
+
+Starts a real Kafka broker (jars fetched from Maven Central once), the IPS simulator and the
+streamer as child processes, then shows the events as they arrive with ``streamer tail``.
+Ctrl-C stops the view, then the streamer (SIGTERM: it drains and commits), the simulator and the
+broker, in that order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from streamer import localkafka
+from streamer.encode import TopicNames
+from streamer.tail import run_tail
+
+SIM_PORT = 8089
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"demo: {what} exited with {proc.returncode}; see its log")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"demo: {what} did not listen on port {port} within {timeout_s:.0f}s")
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 25) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_demo(*, lines: bool = False, speedup: float = 5.0) -> int:
+    """Run the demo until Ctrl-C; return an exit code."""
+    root = localkafka.ROOT
+    var = root / "var" / "demo"
+    var.mkdir(parents=True, exist_ok=True)
+    state_dir = root / "var" / "demo-kafka"
+    config = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
+    if not config.exists():
+        config = root / "config" / "demo.toml"
+    port = 9092 if not _port_busy(9092) else localkafka.free_port()
+    sim_port = SIM_PORT if not _port_busy(SIM_PORT) else localkafka.free_port()
+    http_port = 8000 if not _port_busy(8000) else localkafka.free_port()
+    print(f"demo: starting Kafka {localkafka.KAFKA_VERSION} on 127.0.0.1:{port} ...", flush=True)
+    broker = localkafka.start(state_dir, port)
+    sim: subprocess.Popen[bytes] | None = None
+    streamer: subprocess.Popen[bytes] | None = None
+    exe = [sys.executable, "-m", "streamer.cli"]
+    env = {
+        **os.environ,
+        "STREAMER_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
+        "STREAMER_IPS__ENDPOINT": f"http://127.0.0.1:{sim_port}/scene7/services/IpsApiService",
+        "STREAMER_HTTP__PORT": str(http_port),
+        "STREAMER_LOG__FORMAT": "json",
+    }
+    # Child processes get their own session so the terminal's Ctrl-C reaches only us; we then
+    # stop them in order.
+    try:
+        print(f"demo: starting the IPS simulator on 127.0.0.1:{sim_port} ...", flush=True)
+        sim = subprocess.Popen(
+            [*exe, "simulate", "--port", str(sim_port), "--speedup", str(speedup),
+             "--ground-truth", str(var / "ground-truth.jsonl")],
+            stdout=subprocess.DEVNULL,
+            stderr=(var / "simulator.log").open("wb"),
+            start_new_session=True,
+        )  # fmt: skip
+        _wait_port(sim_port, sim, "simulator")
+        print("demo: starting the streamer ...", flush=True)
+        streamer = subprocess.Popen(
+            [*exe, "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=(var / "streamer.log").open("wb"),
+            env=env,
+            start_new_session=True,
+        )
+        _wait_port(http_port, streamer, "streamer")
+        print(
+            f"demo: streamer logs in {var / 'streamer.log'}; status at "
+            f"http://127.0.0.1:{http_port}/status, metrics at /metrics.\n"
+            "demo: showing events as they arrive; press Ctrl-C to stop everything.",
+            flush=True,
+        )
+        time.sleep(1)
+        run_tail(
+            {"bootstrap_servers": broker.bootstrap},
+            TopicNames.with_prefix("ips"),
+            lines=lines,
+            from_beginning=True,
+        )
+    finally:
+        print("\ndemo: stopping streamer, simulator and Kafka ...", flush=True)
+        _stop(streamer)
+        _stop(sim)
+        localkafka.stop(state_dir)
+        print("demo: stopped.", flush=True)
+    return 0
+
+
+def _port_busy(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.3):
+        return True
+    return False

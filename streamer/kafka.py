@@ -1,0 +1,359 @@
+"""Kafka adapter: topic setup, checkpoint restore, and the transactional group-commit publisher.
+
+The delivery promise rests here:
+
+* a company cycle's records (events, checkpoint records, tombstones, heartbeat) are handed to
+  :meth:`Publisher.publish` as one batch and are committed in one Kafka transaction, never split;
+* several batches that are waiting at the same time share one transaction (group commit), because a
+  transactional producer runs one transaction at a time and a commit costs milliseconds;
+* ``publish`` returns only once the transaction committed; if it raises, nothing of the batch is
+  visible to ``read_committed`` consumers and the caller must keep its previous state;
+* the producer uses one ``transactional_id`` per instance: a second instance with the same id
+  fences the first, which then fails with :class:`FencedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    KafkaError,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+)
+
+from streamer.encode import Record, TopicNames, decode_checkpoint
+from streamer.model import TrackedJob
+
+log = structlog.get_logger("streamer.kafka")
+
+CompanyStates = dict[str, dict[str, TrackedJob]]
+
+
+class PublishError(Exception):
+    """A batch was not committed; nothing of it is visible to read_committed consumers."""
+
+
+class FencedError(PublishError):
+    """Another instance with the same transactional id took over; this one must stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic the streamer needs, with its settings."""
+
+    name: str
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+def topic_specs(topics: TopicNames) -> tuple[TopicSpec, ...]:
+    """The topics of the event contract and their settings."""
+    return (
+        TopicSpec(topics.state),
+        TopicSpec(topics.progress, {"retention.ms": str(3 * 24 * 3600 * 1000)}),
+        TopicSpec(
+            topics.latest,
+            {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"},
+        ),
+        TopicSpec(topics.heartbeat, {"retention.ms": str(24 * 3600 * 1000)}),
+        TopicSpec(topics.notifications),
+    )
+
+
+async def ensure_topics(
+    client_kwargs: Mapping[str, Any],
+    topics: TopicNames,
+    partitions: int,
+    replication_factor: int,
+) -> list[str]:
+    """Create the missing topics; return the names created."""
+    admin = AIOKafkaAdminClient(**client_kwargs)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in topic_specs(topics) if s.name not in existing]
+        if not missing:
+            return []
+        new = [
+            NewTopic(s.name, partitions, replication_factor, topic_configs=dict(s.config))
+            for s in missing
+        ]
+        with contextlib.suppress(TopicAlreadyExistsError):
+            # Another instance may create them at the same moment; that is fine.
+            await admin.create_topics(new)
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
+
+
+async def restore_state(
+    client_kwargs: Mapping[str, Any], topic: str, timeout_s: float = 60.0
+) -> CompanyStates:
+    """Read the compacted checkpoint topic to its end (read_committed) into per-company state.
+
+    Must run after the transactional producer started: ``init_transactions`` aborts a transaction
+    that a crashed predecessor left open, and only then does the last stable offset reach the end.
+    """
+    consumer = AIOKafkaConsumer(
+        **client_kwargs,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    by_handle: dict[str, TrackedJob] = {}
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            if time.monotonic() > deadline:
+                raise PublishError(f"checkpoint restore did not reach the end of {topic}")
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for records in batch.values():
+                for rec in records:
+                    key = rec.key.decode() if rec.key is not None else None
+                    if key is None:
+                        continue
+                    if rec.value is None:
+                        by_handle.pop(key, None)
+                    else:
+                        by_handle[key] = decode_checkpoint(rec.value)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    states: CompanyStates = {}
+    for handle, tracked in by_handle.items():
+        states.setdefault(tracked.snapshot.company_handle, {})[handle] = tracked
+    return states
+
+
+@dataclass(slots=True)
+class _Batch:
+    records: Sequence[Record]
+    done: asyncio.Future[None]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitStats:
+    """What one committed transaction carried; passed to the ``on_commit`` callback."""
+
+    batches: int
+    records: int
+    seconds: float
+
+
+class Publisher:
+    """Transactional, idempotent producer with group commit. One per process."""
+
+    def __init__(
+        self,
+        client_kwargs: Mapping[str, Any],
+        transactional_id: str,
+        *,
+        max_batch_records: int = 20_000,
+        commit_interval_s: float = 0.0,
+        retry_backoff_s: float = 1.0,
+        retry_backoff_max_s: float = 15.0,
+        commit_timeout_s: float = 30.0,
+        on_commit: Callable[[CommitStats], None] | None = None,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        self._kwargs = dict(client_kwargs)
+        self._txn_id = transactional_id
+        self._max_records = max_batch_records
+        self._commit_interval_s = commit_interval_s
+        self._backoff = (retry_backoff_s, retry_backoff_max_s)
+        self._commit_timeout_s = commit_timeout_s
+        self._on_commit = on_commit
+        self._on_failure = on_failure
+        self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
+        self._producer: AIOKafkaProducer | None = None
+        self._healthy = asyncio.Event()
+        self._fenced: FencedError | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.last_error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """True while the producer is connected and its last transaction committed."""
+        return self._healthy.is_set()
+
+    @property
+    def fenced(self) -> FencedError | None:
+        """Set once another instance with our transactional id fenced us."""
+        return self._fenced
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **self._kwargs,
+            transactional_id=self._txn_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=8 * 1024 * 1024,
+        )
+
+    async def start(self) -> None:
+        """Start the producer (fencing any predecessor with our id) and the commit loop."""
+        await self._connect_until_ready()
+        self._task = asyncio.create_task(self._run(), name="kafka-publisher")
+
+    async def _connect_until_ready(self) -> None:
+        delay = self._backoff[0]
+        while True:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                self._mark_failed(f"kafka connect failed: {exc!r}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff[1])
+                continue
+            self._producer = producer
+            self._healthy.set()
+            self.last_error = None
+            return
+
+    def _mark_failed(self, message: str) -> None:
+        self._healthy.clear()
+        self.last_error = message
+        log.warning("kafka_unavailable", error=message)
+        if self._on_failure is not None:
+            self._on_failure(message)
+
+    async def wait_healthy(self) -> None:
+        """Return once the producer is usable again (polling pauses meanwhile)."""
+        if self._fenced is not None:
+            raise self._fenced
+        await self._healthy.wait()
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        """Commit ``records`` atomically (possibly with other batches); raise if not committed."""
+        if self._fenced is not None:
+            raise self._fenced
+        if self._closing:
+            raise PublishError("publisher is closing")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Batch(records, done))
+        await done
+
+    def _take_group(self, first: _Batch) -> list[_Batch]:
+        group = [first]
+        count = len(first.records)
+        while count < self._max_records and not self._queue.empty():
+            nxt = self._queue.get_nowait()
+            group.append(nxt)
+            count += len(nxt.records)
+        return group
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if self._commit_interval_s > 0:
+                await asyncio.sleep(self._commit_interval_s)
+            group = self._take_group(first)
+            try:
+                await asyncio.wait_for(self._commit(group), self._commit_timeout_s)
+            except ProducerFenced as exc:
+                self._fenced = FencedError(
+                    f"another instance with transactional id {self._txn_id!r} took over: {exc}"
+                )
+                self._healthy.clear()
+                self._fail(group, self._fenced)
+                self._fail_queued(self._fenced)
+                log.error("kafka_fenced", transactional_id=self._txn_id)
+                return
+            except (TimeoutError, KafkaError, OSError) as exc:
+                self._fail(group, PublishError(f"transaction failed: {exc!r}"))
+                self._mark_failed(f"transaction failed: {exc!r}")
+                await self._recycle_producer()
+
+    async def _commit(self, group: list[_Batch]) -> None:
+        producer = self._producer
+        assert producer is not None
+        started = time.perf_counter()
+        await producer.begin_transaction()
+        try:
+            futures = []
+            for batch in group:
+                for rec in batch.records:
+                    futures.append(
+                        await producer.send(
+                            rec.topic, value=rec.value, key=rec.key, headers=list(rec.headers)
+                        )
+                    )
+            await asyncio.gather(*futures)
+            await producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.abort_transaction(), 5)
+            raise
+        elapsed = time.perf_counter() - started
+        n_records = sum(len(b.records) for b in group)
+        for batch in group:
+            if not batch.done.done():
+                batch.done.set_result(None)
+        if not self._healthy.is_set():
+            log.info("kafka_recovered")
+        self._healthy.set()
+        self.last_error = None
+        if self._on_commit is not None:
+            self._on_commit(CommitStats(len(group), n_records, elapsed))
+
+    @staticmethod
+    def _fail(group: list[_Batch], exc: Exception) -> None:
+        for batch in group:
+            if not batch.done.done():
+                batch.done.set_exception(exc)
+
+    def _fail_queued(self, exc: Exception) -> None:
+        while not self._queue.empty():
+            batch = self._queue.get_nowait()
+            if not batch.done.done():
+                batch.done.set_exception(exc)
+
+    async def _recycle_producer(self) -> None:
+        # After a failed transaction the producer may be in an error state it cannot leave;
+        # a fresh one with the same transactional id bumps the epoch and starts clean.
+        old, self._producer = self._producer, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), 10)
+        await self._connect_until_ready()
+
+    async def stop(self) -> None:
+        """Stop accepting batches, fail what is still queued, close the producer."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._fail_queued(PublishError("publisher stopped"))
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), 10)
+            self._producer = None

@@ -1,0 +1,320 @@
+"""The one owner of the streamer's lifecycle: start-up, the company loops, and a bounded shutdown.
+
+Start-up order matters for the delivery promise: the transactional producer starts first (fencing a
+predecessor and aborting its open transaction), then the checkpoint topic is read to its end, and
+only then do the company loops poll and diff against that restored state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from streamer.config import Settings
+from streamer.diff import DiffSettings
+from streamer.encode import TopicNames
+from streamer.ips import IpsClient, IpsSettings
+from streamer.kafka import (
+    CommitStats,
+    CompanyStates,
+    FencedError,
+    Publisher,
+    ensure_topics,
+    restore_state,
+)
+from streamer.metrics import Metrics
+from streamer.poller import CompanyPoller, PollSettings, company_source
+from streamer.status import CompanyStatus, ServiceStatus
+from streamer.web import build_web_app
+
+log = structlog.get_logger("streamer.service")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_FENCED = 3
+EXIT_DRAIN_TIMEOUT = 4
+EXIT_FORCED = 130
+
+
+def utcnow() -> datetime:
+    """The wall clock, timezone-aware (the one place the service reads it)."""
+    return datetime.now(UTC)
+
+
+def ips_settings_for(cfg: Settings, company_handle: str) -> IpsSettings:
+    """The IPS client settings of one company (its effective credentials)."""
+    user, password = cfg.credentials_for(company_handle)
+    return IpsSettings(
+        wsdl=cfg.ips.wsdl_location(),
+        endpoint=cfg.ips.endpoint,
+        user=user,
+        password=password,
+        app_name=cfg.ips.app_name,
+        app_version=cfg.ips.app_version,
+        locale=cfg.ips.locale,
+        auth=cfg.ips.auth,
+        timeout_s=cfg.ips.timeout_s,
+        verify_tls=cfg.ips.verify_tls,
+        include_waiting_jobs=cfg.ips.include_waiting_jobs,
+    )
+
+
+class Service:
+    """Runs the streamer for a validated configuration."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_cycles: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.max_cycles = max_cycles
+        self.clock = clock
+        self.stop_event = asyncio.Event()
+        self.status = ServiceStatus(started_at=clock(), ready_factor=settings.poll.ready_factor)
+        self.metrics = Metrics(self.status)
+        self.topics = TopicNames.with_prefix(settings.kafka.topic_prefix)
+        self.http_port: int | None = None
+        self._signals = 0
+
+    def request_stop(self) -> None:
+        """Begin a graceful drain: loops finish their cycle, commit, and return."""
+        self._signals += 1
+        if self._signals > 1:
+            log.error("forced_exit", reason="second signal")
+            raise SystemExit(EXIT_FORCED)
+        log.info("shutdown_requested", drain_timeout_s=self.settings.shutdown.drain_timeout_s)
+        self.status.stopping = True
+        self.stop_event.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT drain; a second one forces exit."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal)
+
+    def _on_signal(self) -> None:
+        try:
+            self.request_stop()
+        except SystemExit:
+            os._exit(EXIT_FORCED)
+
+    async def run(self) -> int:
+        """Run until stopped (or ``max_cycles`` per company); return the process exit code."""
+        cfg = self.settings
+        self.metrics.info.set(1)
+        kafka_kwargs = cfg.kafka.client_kwargs()
+        async with AsyncExitStack() as stack:
+            # TLS verification is chosen per request by the IPS client.
+            connector = aiohttp.TCPConnector(
+                limit=max(16, cfg.poll.max_concurrent_polls + cfg.poll.job_log_concurrency)
+            )
+            session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+            clients = await self._ips_clients(session)
+            if cfg.kafka.create_topics:
+                created = await self._with_retry(
+                    lambda: ensure_topics(
+                        kafka_kwargs,
+                        self.topics,
+                        cfg.kafka.partitions,
+                        cfg.kafka.replication_factor,
+                    ),
+                    "create_topics",
+                )
+                if created is None:
+                    return EXIT_OK
+                if created:
+                    log.info("topics_created", topics=created)
+            publisher = Publisher(
+                kafka_kwargs,
+                cfg.kafka.transactional_id,
+                max_batch_records=cfg.kafka.max_batch_records,
+                commit_interval_s=cfg.kafka.commit_interval_s,
+                on_commit=self._on_commit,
+                on_failure=self._on_kafka_failure,
+            )
+            await publisher.start()
+            stack.push_async_callback(publisher.stop)
+            self.status.kafka_ok = True
+            states = await restore_state(kafka_kwargs, self.topics.latest)
+            self.status.restored_jobs = sum(len(s) for s in states.values())
+            log.info(
+                "state_restored",
+                jobs=self.status.restored_jobs,
+                companies=len(states),
+                transactional_id=cfg.kafka.transactional_id,
+            )
+            if cfg.http.enabled:
+                await self._start_http(stack)
+            pollers = self._pollers(clients, publisher, states)
+            log.info("service_started", companies=len(pollers), http_port=self.http_port)
+            return await self._run_pollers(pollers)
+        return EXIT_OK  # pragma: no cover - the stack always returns above
+
+    async def _with_retry(
+        self, make: Callable[[], Awaitable[list[str]]], what: str
+    ) -> list[str] | None:
+        delay = 1.0
+        while not self.stop_event.is_set():
+            try:
+                return await make()
+            except Exception as exc:  # Kafka not reachable yet: wait for it, do not crash.
+                log.warning(f"{what}_failed", error=repr(exc), retry_in_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        return None
+
+    async def _ips_clients(self, session: aiohttp.ClientSession) -> dict[str, IpsClient]:
+        """One IpsClient per distinct credential set (the WSDL is parsed once per set)."""
+        cfg = self.settings
+        by_creds: dict[tuple[str, str], IpsClient] = {}
+        clients: dict[str, IpsClient] = {}
+        for company in cfg.companies:
+            user, password = cfg.credentials_for(company)
+            key = (user, password)
+            if key not in by_creds:
+                by_creds[key] = await IpsClient.create(
+                    ips_settings_for(cfg, company.handle), session
+                )
+            clients[company.handle] = by_creds[key]
+        return clients
+
+    def _pollers(
+        self,
+        clients: dict[str, IpsClient],
+        publisher: Publisher,
+        states: CompanyStates,
+    ) -> list[CompanyPoller]:
+        cfg = self.settings
+        log_sem = asyncio.Semaphore(cfg.poll.job_log_concurrency)
+        poll_sem = asyncio.Semaphore(cfg.poll.max_concurrent_polls)
+        pollers = []
+        for company in cfg.companies:
+            interval = cfg.interval_for(company)
+            status = CompanyStatus(company.handle, interval)
+            self.status.companies[company.handle] = status
+            client = clients[company.handle]
+            pollers.append(
+                CompanyPoller(
+                    handle=company.handle,
+                    client=client,
+                    publisher=publisher,
+                    state=dict(states.get(company.handle, {})),
+                    poll=PollSettings(
+                        interval_s=interval,
+                        jitter=cfg.poll.jitter,
+                        backoff_initial_s=cfg.poll.backoff_initial_s,
+                        backoff_max_s=cfg.poll.backoff_max_s,
+                        auth_backoff_s=cfg.poll.auth_backoff_s,
+                        failures_before_degraded=cfg.poll.failures_before_degraded,
+                        heartbeat=cfg.kafka.heartbeat,
+                    ),
+                    diff_settings=DiffSettings(
+                        progress_min_step=cfg.progress.min_step,
+                        progress_min_interval_s=cfg.progress.min_interval_s,
+                        stall_after_s=cfg.stall.after_s or None,
+                        poll_interval_s=interval,
+                        log_max_attempts=cfg.completion.log_max_attempts,
+                    ),
+                    topics=self.topics,
+                    source=company_source(client.endpoint, company.handle),
+                    metrics=self.metrics,
+                    status=status,
+                    clock=self.clock,
+                    stop=self.stop_event,
+                    log_lookups=log_sem,
+                    polls=poll_sem,
+                )
+            )
+        return pollers
+
+    async def _run_pollers(self, pollers: list[CompanyPoller]) -> int:
+        tasks = [
+            asyncio.create_task(p.run(self.max_cycles), name=f"poll:{p.handle}") for p in pollers
+        ]
+        stop_wait = asyncio.create_task(self.stop_event.wait())
+        pending: set[asyncio.Task[None]] = set(tasks)
+        try:
+            while pending:
+                done, _ = await asyncio.wait(
+                    pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    if task is stop_wait:
+                        continue
+                    pending.discard(task)
+                    exc = task.exception()
+                    if isinstance(exc, FencedError):
+                        log.error("fenced", error=str(exc))
+                        print(
+                            f"streamer: stopped: {exc}. Give each running instance its own "
+                            "kafka.transactional_id.",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        self.stop_event.set()
+                        await self._cancel(pending)
+                        return EXIT_FENCED
+                    if exc is not None:
+                        raise exc
+                if stop_wait.done() and pending:
+                    return await self._drain(pending)
+            return EXIT_OK
+        finally:
+            stop_wait.cancel()
+
+    async def _drain(self, pending: set[asyncio.Task[None]]) -> int:
+        timeout = self.settings.shutdown.drain_timeout_s
+        _, still = await asyncio.wait(pending, timeout=timeout)
+        if still:
+            log.error("drain_timeout", unfinished=len(still), timeout_s=timeout)
+            await self._cancel(still)
+            return EXIT_DRAIN_TIMEOUT
+        log.info("drained")
+        return EXIT_OK
+
+    @staticmethod
+    async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _start_http(self, stack: AsyncExitStack) -> None:
+        cfg = self.settings
+        app = build_web_app(self.status, self.metrics, self.clock, cfg.redacted())
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, cfg.http.host, cfg.http.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else cfg.http.port
+
+    def _on_commit(self, stats: CommitStats) -> None:
+        self.status.kafka_ok = True
+        self.status.last_commit_at = self.clock()
+        self.status.last_commit_error = None
+        self.metrics.commits.inc()
+        self.metrics.records.inc(stats.records)
+        self.metrics.commit_latency.observe(stats.seconds)
+
+    def _on_kafka_failure(self, message: str) -> None:
+        self.status.kafka_ok = False
+        self.status.last_commit_error = message
+        for c in self.status.companies.values():
+            c.state = "waiting_for_kafka"

@@ -1,0 +1,205 @@
+"""Compare what the streamer delivered to Kafka with the simulator's ground truth.
+
+Used by the end-to-end tests and by the chaos command. Expected, per job, is the list of distinct
+states that successful polls showed, in order, followed by ``gone`` once a successful poll of its
+company no longer listed it. Delivered, per job, is the list of states its events carry, ordered by
+``ce_sequence``: ``job.observed`` gives the first state, ``job.state_changed`` the next ones,
+``job.completed`` gives ``gone``.
+
+* missing: an expected state that was not delivered, unless the next delivered event says it may
+  have skipped states (a poll whose cycle was never committed, e.g. the streamer was killed, can
+  show a state no later poll shows; the streamer cannot know it, and says so);
+* duplicated: an event id delivered more than once;
+* extra: a delivered state the job never had in the ground truth, or an event for an unknown job;
+* wrong outcome: a completion whose outcome differs from the job log the simulator wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+GONE = "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One job event read back from Kafka."""
+
+    topic: str
+    key: str
+    headers: Mapping[str, str]
+    value: Mapping[str, Any]
+
+    @property
+    def type(self) -> str:
+        """The CloudEvents type."""
+        return self.headers.get("ce_type", "")
+
+    @property
+    def event_id(self) -> str:
+        """The CloudEvents id."""
+        return self.headers.get("ce_id", "")
+
+
+@dataclass
+class Report:
+    """Outcome of a comparison; ``ok`` when nothing is missing, duplicated, extra or wrong."""
+
+    expected: int = 0
+    delivered: int = 0
+    missing: list[str] = field(default_factory=list)
+    skipped_flagged: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    wrong_outcome: list[str] = field(default_factory=list)
+    bad_key: list[str] = field(default_factory=list)
+    out_of_order: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the delivery matches the ground truth."""
+        return not (
+            self.missing
+            or self.duplicated
+            or self.extra
+            or self.wrong_outcome
+            or self.bad_key
+            or self.out_of_order
+        )
+
+    def summary(self) -> str:
+        """One line of counts."""
+        return (
+            f"ground-truth transitions: {self.expected}, delivered: {self.delivered}, "
+            f"missing: {len(self.missing)}, duplicated: {len(self.duplicated)}, "
+            f"extra: {len(self.extra)}, wrong outcome: {len(self.wrong_outcome)}, "
+            f"flagged skips: {len(self.skipped_flagged)}"
+        )
+
+
+def from_kafka_record(
+    topic: str, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]
+) -> Delivered | None:
+    """A job event from a raw Kafka record, or None for anything else (tombstones, heartbeats)."""
+    if value is None or key is None:
+        return None
+    hdrs = {k: v.decode() for k, v in headers}
+    if not hdrs.get("ce_type", "").startswith("job."):
+        return None
+    return Delivered(topic, key.decode(), hdrs, json.loads(value))
+
+
+def expected_states(ground_truth: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Per job: the distinct states successful polls showed, then ``gone``."""
+    states: dict[str, list[str]] = defaultdict(list)
+    present: dict[str, set[str]] = defaultdict(set)
+    for rec in ground_truth:
+        if rec.get("kind") != "poll" or not rec.get("ok") or rec.get("filtered"):
+            continue
+        company = rec["company"]
+        listed = {handle: state for handle, state in rec["jobs"]}
+        for handle, state in listed.items():
+            seq = states[handle]
+            if not seq or seq[-1] != state:
+                seq.append(state)
+        for handle in present[company] - listed.keys():
+            if states[handle][-1] != GONE:
+                states[handle].append(GONE)
+        present[company] = set(listed)
+    return dict(states)
+
+
+def _truth(
+    ground_truth: Iterable[Mapping[str, Any]],
+) -> tuple[dict[str, set[str]], dict[str, str]]:
+    had: dict[str, set[str]] = defaultdict(set)
+    outcomes: dict[str, str] = {}
+    for rec in ground_truth:
+        if rec.get("kind") == "transition":
+            had[rec["jobHandle"]].add(rec["to"])
+            if rec.get("outcome"):
+                outcomes[rec["jobHandle"]] = rec["outcome"]
+        elif rec.get("kind") == "joblog":
+            outcomes[rec["jobHandle"]] = rec["outcome"]
+    return had, outcomes
+
+
+def _state_of(ev: Delivered) -> str | None:
+    if ev.type == "job.observed":
+        return str(ev.value["snapshot"]["status"]["state"])
+    if ev.type == "job.state_changed":
+        return str(ev.value["to"])
+    if ev.type == "job.completed":
+        return GONE
+    return None
+
+
+def compare(ground_truth: list[Mapping[str, Any]], delivered: Iterable[Delivered]) -> Report:
+    """Check delivered job events against the ground truth."""
+    report = Report()
+    expected = expected_states(ground_truth)
+    had, outcomes = _truth(ground_truth)
+    seen_ids: set[str] = set()
+    by_job: dict[str, list[Delivered]] = defaultdict(list)
+    for ev in delivered:
+        if ev.event_id in seen_ids:
+            report.duplicated.append(ev.event_id)
+            continue
+        seen_ids.add(ev.event_id)
+        if ev.key != ev.value.get("jobHandle") or ev.key != ev.headers.get("ce_subject"):
+            report.bad_key.append(ev.event_id)
+        by_job[ev.key].append(ev)
+    report.expected = sum(len(s) for s in expected.values())
+    for handle, events in by_job.items():
+        events.sort(key=lambda e: int(e.headers.get("ce_sequence", "0")))
+        seqs = [int(e.headers.get("ce_sequence", "0")) for e in events]
+        if seqs != list(range(1, len(seqs) + 1)):
+            report.out_of_order.append(f"{handle}: sequences {seqs}")
+        if handle not in had:
+            report.extra.extend(e.event_id for e in events)
+            continue
+        states: list[tuple[str, bool]] = []
+        for ev in events:
+            state = _state_of(ev)
+            if state is None:
+                continue
+            if state != GONE and state not in had[handle]:
+                report.extra.append(f"{ev.event_id}: state {state} never happened")
+            if ev.type == "job.completed" and outcomes.get(handle) != ev.value.get("outcome"):
+                if ev.value.get("outcome") != "unknown" or handle in outcomes:
+                    report.wrong_outcome.append(
+                        f"{handle}: delivered {ev.value.get('outcome')}, "
+                        f"job log says {outcomes.get(handle)}"
+                    )
+            states.append((state, bool(ev.value.get("mayHaveSkipped"))))
+        report.delivered += len(states)
+        _match(handle, expected.get(handle, []), states, report)
+    for handle, exp in expected.items():
+        if handle not in by_job:
+            report.missing.extend(f"{handle}: {s}" for s in exp)
+    return report
+
+
+def _match(
+    handle: str, expected: list[str], delivered: list[tuple[str, bool]], report: Report
+) -> None:
+    """Walk both state lists; an expected state may be absent only before a flagged event."""
+    i = 0
+    for state, flagged in delivered:
+        gap: list[str] = []
+        while i < len(expected) and expected[i] != state:
+            gap.append(expected[i])
+            i += 1
+        if i == len(expected):
+            # Delivered a state that no poll showed at this point: only possible if it was
+            # seen by a poll the ground truth counted differently; report it.
+            report.extra.append(f"{handle}: delivered {state} not in polled order {expected}")
+            return
+        for g in gap:
+            (report.skipped_flagged if flagged else report.missing).append(f"{handle}: {g}")
+        i += 1
+    report.missing.extend(f"{handle}: {s}" for s in expected[i:])

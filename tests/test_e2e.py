@@ -1,0 +1,135 @@
+"""End to end: simulator (real SOAP over HTTP) -> `streamer run` subprocess -> real Kafka broker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from streamer.encode import TopicNames, load_schema
+from streamer.simulator import read_ground_truth
+from streamer.simulator.verify import compare, expected_states
+from tests.harness import all_records, delivered_events, simulator, start_streamer, write_config
+
+pytestmark = pytest.mark.kafka
+
+COMPANIES = ("c|1001", "c|1002")
+
+
+@pytest.fixture(scope="module")
+def e2e_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One bounded run shared by the assertions below: 40 cycles per company at 0.5 s."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    prefix = f"e2e{uuid.uuid4().hex[:8]}"
+    with simulator(
+        tmp, "--company", COMPANIES[0], "--company", COMPANIES[1], "--jobs-per-company", "3",
+        "--speedup", "25", "--max-jobs", "14", "--seed", "7",
+    ) as sim:  # fmt: skip
+        config = write_config(
+            tmp / "streamer.toml",
+            endpoint=sim.endpoint,
+            bootstrap=kafka_bootstrap,
+            prefix=prefix,
+            companies=COMPANIES,
+        )
+        proc = start_streamer(config, tmp / "streamer.log", "--max-cycles", "40")
+        rc = proc.wait(120)
+    return {
+        "rc": rc,
+        "log": (tmp / "streamer.log").read_text(),
+        "ground_truth": read_ground_truth(sim.ground_truth),
+        "events": delivered_events(kafka_bootstrap, prefix),
+        "records": all_records(kafka_bootstrap, prefix),
+        "topics": TopicNames.with_prefix(prefix),
+    }
+
+
+def test_streamer_exits_cleanly_after_max_cycles(e2e_run: dict[str, Any]) -> None:
+    """`streamer run --max-cycles` returns exit code 0 and logs one line per company cycle."""
+    assert e2e_run["rc"] == 0, e2e_run["log"][-3000:]
+    cycles = [json.loads(x) for x in e2e_run["log"].splitlines() if '"company_cycle"' in x]
+    assert Counter(c["company"] for c in cycles) == dict.fromkeys(COMPANIES, 40)
+
+
+def test_every_polled_transition_delivered_once_and_nothing_else(
+    e2e_run: dict[str, Any],
+) -> None:
+    """Each state a poll saw is delivered once, in order per job; nothing invented."""
+    gt = e2e_run["ground_truth"]
+    report = compare(gt, e2e_run["events"])
+    assert report.ok, report
+    assert not report.skipped_flagged
+    expected = expected_states(gt)
+    # The workload really exercised the lifecycle: jobs were observed, changed state, finished.
+    assert sum(1 for s in expected.values() if s[-1] == "gone") >= 5
+    assert report.expected == report.delivered >= 20
+
+
+def test_completions_carry_job_log_outcome(e2e_run: dict[str, Any]) -> None:
+    """job.completed carries the outcome and counts of the job log the simulator wrote."""
+    gt = e2e_run["ground_truth"]
+    logs = {r["jobHandle"]: r["outcome"] for r in gt if r["kind"] == "joblog"}
+    completed = [e for e in e2e_run["events"] if e.type == "job.completed"]
+    assert completed
+    for ev in completed:
+        assert ev.value["outcome"] == logs[ev.key]
+        assert ev.value["counts"]["totalFile"] >= 0
+    assert len({e.value["outcome"] for e in completed}) >= 2
+
+
+def test_records_keyed_by_job_handle_with_cloudevents_headers(e2e_run: dict[str, Any]) -> None:
+    """Job records are keyed by jobHandle and carry CloudEvents binary-mode headers."""
+    for ev in e2e_run["events"]:
+        assert ev.key == ev.value["jobHandle"] == ev.headers["ce_subject"]
+        assert ev.headers["ce_specversion"] == "1.0"
+        assert ev.headers["ce_id"].startswith(ev.key + ":")
+        assert ev.headers["ce_source"].startswith("http://127.0.0.1:")
+        assert ev.headers["ce_type"] == ev.value["type"]
+        assert len(ev.headers["ce_sequence"]) == 20
+
+
+def test_every_event_validates_against_its_schema(e2e_run: dict[str, Any]) -> None:
+    """Every job event, heartbeat and checkpoint record validates against its JSON Schema."""
+    validators: dict[str, Draft202012Validator] = {}
+    records = e2e_run["records"]
+    topics: TopicNames = e2e_run["topics"]
+    checked = Counter[str]()
+    for topic in (topics.state, topics.progress, topics.heartbeat, topics.latest):
+        for _, _key, value, headers in records[topic]:
+            if value is None:
+                continue
+            hdrs = {k: v.decode() for k, v in headers}
+            kind = "job.latest" if topic == topics.latest else hdrs["ce_type"]
+            if kind not in validators:
+                validators[kind] = Draft202012Validator(load_schema(kind))
+            validators[kind].validate(json.loads(value))
+            checked[kind] += 1
+    assert {"job.observed", "job.state_changed", "job.progress", "job.completed"} <= set(checked)
+    assert checked["streamer.heartbeat"] >= 80
+    assert checked["job.latest"] > 0
+
+
+def test_latest_topic_ends_with_tombstones_for_completed_jobs(e2e_run: dict[str, Any]) -> None:
+    """The compacted topic's last record of every completed job is a tombstone."""
+    topics: TopicNames = e2e_run["topics"]
+    last: dict[bytes, bytes | None] = {}
+    for _, key, value, _ in e2e_run["records"][topics.latest]:
+        last[key] = value
+    completed = {e.key.encode() for e in e2e_run["events"] if e.type == "job.completed"}
+    assert completed
+    for key in completed:
+        assert last[key] is None
+
+
+def test_ground_truth_file_is_written(tmp_path: Path) -> None:
+    """The harness reads ground truth records written as JSON Lines."""
+    path = tmp_path / "gt.jsonl"
+    path.write_text('{"kind":"poll","ok":true,"company":"c","jobs":[["j","Running"]]}\n{"kind"')
+    assert read_ground_truth(path) == [
+        {"kind": "poll", "ok": True, "company": "c", "jobs": [["j", "Running"]]}
+    ]
