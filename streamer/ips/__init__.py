@@ -1,0 +1,43 @@
+"""IPS (Scene7 / Dynamic Media Classic) SOAP access: client, fast reply decoder, typed errors."""
+
+from streamer.ips.client import (
+    DEFAULT_WSDL,
+    IpsClient,
+    IpsSettings,
+    zeep_decode_active_jobs,
+)
+from streamer.ips.decode import (
+    decode_active_jobs,
+    decode_job_logs,
+    find_fault,
+    parse_envelope,
+    raise_for_fault,
+)
+from streamer.ips.errors import (
+    AuthenticationFault,
+    AuthorizationFault,
+    IpsApiFault,
+    IpsError,
+    IpsFault,
+    IpsReplyError,
+    IpsTransportError,
+)
+
+__all__ = [
+    "DEFAULT_WSDL",
+    "AuthenticationFault",
+    "AuthorizationFault",
+    "IpsApiFault",
+    "IpsClient",
+    "IpsError",
+    "IpsFault",
+    "IpsReplyError",
+    "IpsSettings",
+    "IpsTransportError",
+    "decode_active_jobs",
+    "decode_job_logs",
+    "find_fault",
+    "parse_envelope",
+    "raise_for_fault",
+    "zeep_decode_active_jobs",
+]

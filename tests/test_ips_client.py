@@ -1,0 +1,378 @@
+"""IpsClient over real HTTP: a tiny aiohttp server records each request and answers a fixture."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from lxml import etree
+
+from streamer.ips import (
+    DEFAULT_WSDL,
+    AuthenticationFault,
+    AuthorizationFault,
+    IpsApiFault,
+    IpsClient,
+    IpsFault,
+    IpsReplyError,
+    IpsSettings,
+    IpsTransportError,
+)
+from streamer.model import Snapshot
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ips"
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+NS14 = "http://www.scene7.com/IpsApi/xsd/2014-04-03"
+PASSWORD = "s3cr3t-Pa55word!"
+SERVICE_PATH = "/scene7/services/IpsApiService"
+WSDL_BYTES = Path(DEFAULT_WSDL).read_bytes()
+
+
+@dataclass
+class Recorded:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def envelope(self) -> etree._Element:
+        """The request body parsed as XML."""
+        return etree.fromstring(self.body)
+
+
+@dataclass
+class FakeIps:
+    """A scripted IPS endpoint: answers ``status``/``body``, optionally hangs; records requests."""
+
+    server: TestServer
+    status: int = 200
+    body: bytes = b""
+    hang: bool = False
+    requests: list[Recorded] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def answer(self, fixture: str, status: int = 200) -> None:
+        """Answer every request with a fixture file and status."""
+        self.body = (FIXTURES / fixture).read_bytes()
+        self.status = status
+
+    @property
+    def url(self) -> str:
+        """The service URL."""
+        return str(self.server.make_url(SERVICE_PATH))
+
+
+@pytest.fixture
+async def ips() -> AsyncIterator[FakeIps]:
+    """A running fake IPS service (also serves the shipped WSDL at ``/IpsApi.wsdl``)."""
+    app = web.Application()
+    fake = FakeIps(server=TestServer(app))
+
+    async def service(request: web.Request) -> web.Response:
+        fake.requests.append(
+            Recorded(request.method, request.path, dict(request.headers), await request.read())
+        )
+        if fake.hang:
+            await fake.release.wait()
+        return web.Response(status=fake.status, body=fake.body, content_type="text/xml")
+
+    async def wsdl(_: web.Request) -> web.Response:
+        return web.Response(body=WSDL_BYTES, content_type="text/xml")
+
+    app.router.add_post(SERVICE_PATH, service)
+    app.router.add_get("/IpsApi.wsdl", wsdl)
+    await fake.server.start_server()
+    try:
+        yield fake
+    finally:
+        fake.release.set()
+        await fake.server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session, closed after the test."""
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def settings_for(url: str, **overrides: object) -> IpsSettings:
+    """Settings for the fake server."""
+    base: dict[str, object] = {
+        "endpoint": url,
+        "user": "poller@example.com",
+        "password": PASSWORD,
+        "app_version": "9.9.9",
+        "locale": "en-US",
+        "timeout_s": 5.0,
+    }
+    base.update(overrides)
+    return IpsSettings(**base)  # type: ignore[arg-type]
+
+
+async def client_for(
+    ips: FakeIps, session: aiohttp.ClientSession, **overrides: object
+) -> IpsClient:
+    """A client on the shipped WSDL talking to the fake server."""
+    return await IpsClient.create(settings_for(ips.url, **overrides), session)
+
+
+def local_children(element: etree._Element) -> list[tuple[str, str | None]]:
+    """(namespace-qualified tag, text) of each child, in order."""
+    return [(str(c.tag), c.text) for c in element]
+
+
+# ------------------------------------------------------------------------------------------
+# Requests
+# ------------------------------------------------------------------------------------------
+
+
+async def test_get_active_jobs_request_shape(ips: FakeIps, session: aiohttp.ClientSession) -> None:
+    """POST with SOAPAction, text/xml, body param in 2014 namespace, authHeader in order."""
+    ips.answer("active_jobs_one.xml")
+    client = await client_for(ips, session)
+    snapshot = await client.get_active_jobs("c|110")
+    assert isinstance(snapshot, Snapshot)
+    assert snapshot.company_handle == "c|110"
+    assert len(snapshot.jobs) == 1
+    (req,) = ips.requests
+    assert (req.method, req.path) == ("POST", SERVICE_PATH)
+    assert req.headers["SOAPAction"] == '"getActiveJobs"'
+    assert req.headers["Content-Type"] == "text/xml; charset=utf-8"
+    assert "Authorization" not in req.headers
+    env = req.envelope()
+    assert env.tag == f"{{{SOAP11}}}Envelope"
+    header, body = list(env)
+    assert header.tag == f"{{{SOAP11}}}Header"
+    assert body.tag == f"{{{SOAP11}}}Body"
+    (auth,) = list(header)
+    assert auth.tag == f"{{{NS14}}}authHeader"
+    assert local_children(auth) == [
+        (f"{{{NS14}}}user", "poller@example.com"),
+        (f"{{{NS14}}}password", PASSWORD),
+        (f"{{{NS14}}}locale", "en-US"),
+        (f"{{{NS14}}}appName", "ips-job-streamer"),
+        (f"{{{NS14}}}appVersion", "9.9.9"),
+    ]
+    (param,) = list(body)
+    assert param.tag == f"{{{NS14}}}getActiveJobsParam"
+    assert local_children(param) == [(f"{{{NS14}}}companyHandle", "c|110")]
+
+
+async def test_include_waiting_jobs_sent_when_set(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """``includeWaitingJobs`` follows companyHandle when configured and the WSDL has it."""
+    ips.answer("active_jobs_empty.xml")
+    client = await client_for(ips, session, include_waiting_jobs=True)
+    await client.get_active_jobs("c|1")
+    param = ips.requests[0].envelope()[1][0]
+    assert local_children(param) == [
+        (f"{{{NS14}}}companyHandle", "c|1"),
+        (f"{{{NS14}}}includeWaitingJobs", "true"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("auth", "basic", "in_header"),
+    [
+        ("header", False, True),
+        ("basic", True, False),
+        ("both", True, True),
+    ],
+)
+async def test_auth_modes(
+    ips: FakeIps, session: aiohttp.ClientSession, auth: str, basic: bool, in_header: bool
+) -> None:
+    """HTTP Basic and/or authHeader credentials as configured; appName always in the header."""
+    ips.answer("active_jobs_empty.xml")
+    client = await client_for(ips, session, auth=auth)
+    await client.get_active_jobs("c|1")
+    (req,) = ips.requests
+    token = base64.b64encode(f"poller@example.com:{PASSWORD}".encode()).decode()
+    assert req.headers.get("Authorization") == (f"Basic {token}" if basic else None)
+    names = [etree.QName(c).localname for c in req.envelope()[0][0]]
+    assert ("user" in names, "password" in names) == (in_header, in_header)
+    assert "appName" in names
+    assert "appVersion" in names
+
+
+async def test_get_job_log_request_and_result(ips: FakeIps, session: aiohttp.ClientSession) -> None:
+    """getJobLogDetails is sent with companyHandle and jobHandle; the JobLog is returned."""
+    ips.answer("job_log_details_fatal.xml")
+    client = await client_for(ips, session)
+    log = await client.get_job_log("c|110", "j|110||fatal|4")
+    assert log is not None
+    assert log.fatal_error
+    assert log.job_handle == "j|110||fatal|4"
+    (req,) = ips.requests
+    assert req.headers["SOAPAction"] == '"getJobLogDetails"'
+    param = req.envelope()[1][0]
+    assert param.tag == f"{{{NS14}}}getJobLogDetailsParam"
+    assert local_children(param) == [
+        (f"{{{NS14}}}companyHandle", "c|110"),
+        (f"{{{NS14}}}jobHandle", "j|110||fatal|4"),
+    ]
+
+
+async def test_get_job_log_empty_is_none(ips: FakeIps, session: aiohttp.ClientSession) -> None:
+    """An empty jobLogArray means no log yet: None."""
+    ips.answer("job_log_details_empty.xml")
+    client = await client_for(ips, session)
+    assert await client.get_job_log("c|110", "j|1") is None
+
+
+async def test_get_job_logs(ips: FakeIps, session: aiohttp.ClientSession) -> None:
+    """getJobLogs sends its filters in schema order and returns every log."""
+    ips.answer("job_logs.xml")
+    client = await client_for(ips, session)
+    logs = await client.get_job_logs("c|110", num_rows=50, sort_by="StartDate")
+    assert len(logs) == 3
+    param = ips.requests[0].envelope()[1][0]
+    assert [etree.QName(c).localname for c in param] == ["companyHandle", "sortBy", "numRows"]
+
+
+async def test_empty_job_array_is_empty_snapshot(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """An empty jobArray is a successful, empty Snapshot."""
+    ips.answer("active_jobs_empty.xml")
+    client = await client_for(ips, session)
+    assert await client.get_active_jobs("c|9") == Snapshot(company_handle="c|9", jobs=())
+
+
+async def test_wsdl_fetched_from_url(ips: FakeIps, session: aiohttp.ClientSession) -> None:
+    """A WSDL URL is fetched with the session; the endpoint override is used for calls."""
+    ips.answer("active_jobs_one.xml")
+    wsdl_url = str(ips.server.make_url("/IpsApi.wsdl"))
+    client = await IpsClient.create(settings_for(ips.url, wsdl=wsdl_url), session)
+    assert client.namespace == NS14
+    assert client.endpoint == ips.url
+    assert len((await client.get_active_jobs("c|110")).jobs) == 1
+
+
+async def test_large_reply_decoded_off_loop(ips: FakeIps, session: aiohttp.ClientSession) -> None:
+    """A reply above the thread threshold decodes to the same jobs."""
+    one = (FIXTURES / "active_jobs_one.xml").read_bytes()
+    start, end = one.index(b"<items>"), one.rindex(b"</items>") + len(b"</items>")
+    ips.body = one[:start] + one[start:end] * 400 + one[end:]
+    assert len(ips.body) > 256 * 1024
+    client = await client_for(ips, session)
+    assert len((await client.get_active_jobs("c|110")).jobs) == 400
+
+
+# ------------------------------------------------------------------------------------------
+# Errors
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fixture", "status", "cls", "code"),
+    [
+        ("fault_authentication.xml", 500, AuthenticationFault, 10001),
+        ("fault_authorization.xml", 500, AuthorizationFault, 20003),
+        ("fault_ipsapi.xml", 500, IpsApiFault, 30000),
+        ("fault_ipsapi.xml", 200, IpsApiFault, 30000),
+        ("fault_authentication.xml", 200, AuthenticationFault, 10001),
+    ],
+)
+async def test_fault_is_typed(
+    ips: FakeIps,
+    session: aiohttp.ClientSession,
+    fixture: str,
+    status: int,
+    cls: type[IpsFault],
+    code: int,
+) -> None:
+    """A SOAP fault (HTTP 500, or 200 with faultHttpStatusCode) raises the typed fault."""
+    ips.answer(fixture, status)
+    client = await client_for(ips, session)
+    with pytest.raises(cls) as info:
+        await client.get_active_jobs("c|110")
+    assert info.value.code == code
+
+
+async def test_fault_reason_never_shows_password(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """A server echoing the password in a fault does not leak it into the error."""
+    ips.body = (
+        (FIXTURES / "fault_authentication.xml")
+        .read_bytes()
+        .replace(b"Invalid user or password", f"bad password {PASSWORD}".encode())
+    )
+    ips.status = 500
+    client = await client_for(ips, session)
+    with pytest.raises(AuthenticationFault) as info:
+        await client.get_active_jobs("c|110")
+    assert PASSWORD not in str(info.value)
+    assert PASSWORD not in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (503, b"<html>Service Unavailable</html>", "http_5xx"),
+        (500, b"<html>Internal Server Error</html>", "http_5xx"),
+        (404, b"not found", "http_4xx"),
+        (401, b"", "http_4xx"),
+    ],
+)
+async def test_http_error_without_fault_is_transport_error(
+    ips: FakeIps, session: aiohttp.ClientSession, status: int, body: bytes, kind: str
+) -> None:
+    """A non-2xx status without a SOAP fault is IpsTransportError with an http kind."""
+    ips.status, ips.body = status, body
+    client = await client_for(ips, session)
+    with pytest.raises(IpsTransportError) as info:
+        await client.get_active_jobs("c|110")
+    assert (info.value.kind, info.value.status) == (kind, status)
+
+
+async def test_timeout(ips: FakeIps, session: aiohttp.ClientSession) -> None:
+    """No reply within ``timeout_s`` is IpsTransportError(kind="timeout")."""
+    ips.answer("active_jobs_empty.xml")
+    ips.hang = True
+    client = await client_for(ips, session, timeout_s=0.2)
+    with pytest.raises(IpsTransportError) as info:
+        await client.get_active_jobs("c|110")
+    assert info.value.kind == "timeout"
+
+
+async def test_connection_refused(session: aiohttp.ClientSession) -> None:
+    """A closed port is IpsTransportError(kind="connection")."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = await IpsClient.create(settings_for(f"http://127.0.0.1:{port}{SERVICE_PATH}"), session)
+    with pytest.raises(IpsTransportError) as info:
+        await client.get_active_jobs("c|110")
+    assert info.value.kind == "connection"
+    assert PASSWORD not in str(info.value)
+
+
+async def test_truncated_reply_is_reply_error(ips: FakeIps, session: aiohttp.ClientSession) -> None:
+    """A truncated 200 reply is IpsReplyError, never a shorter snapshot."""
+    ips.answer("active_jobs_truncated.xml")
+    client = await client_for(ips, session)
+    with pytest.raises(IpsReplyError) as info:
+        await client.get_active_jobs("c|110")
+    assert info.value.kind == "malformed"
+
+
+def test_settings_repr_hides_password() -> None:
+    """``repr(settings)`` never contains the password."""
+    settings = settings_for("http://x")
+    assert PASSWORD not in repr(settings)
+    assert "poller@example.com" in repr(settings)
+    assert settings.wsdl == DEFAULT_WSDL
