@@ -1,4 +1,4 @@
-"""ips-job-streamer: Adobe Dynamic Media Classic (Scene7) IPS job changes as a Kafka event stream."""
+"""ips-job-streamer: Adobe Dynamic Media Classic (Scene7) IPS job changes as Kafka events."""
 
 from importlib.metadata import PackageNotFoundError, version
 
