@@ -182,7 +182,12 @@ def diff(
             if tracked.vanished_at is None:
                 # prev holds exactly the jobs of the last diffed snapshot, taken at prev_poll_at.
                 last_seen = tracked.last_seen_at if prev_poll_at is None else prev_poll_at
-                state[handle] = replace(tracked, vanished_at=now, last_seen_at=last_seen)
+                state[handle] = replace(
+                    tracked,
+                    vanished_at=now,
+                    last_seen_at=last_seen,
+                    vanished_after_gap=may_have_skipped,
+                )
                 changed.append(handle)
 
     # list.sort is stable: one job's events keep their emission order.
@@ -228,6 +233,7 @@ def complete(
         log_type=None if log is None else log.log_type,
         ended_at=ended_at,
         log_attempts=attempts,
+        may_have_skipped=tracked.vanished_after_gap,
     )
     return event, None
 

@@ -299,6 +299,7 @@ def decode_checkpoint(value: bytes) -> TrackedJob:
             stalled=_as(raw["stalled"], bool),
             vanished_at=_opt_dt_from(raw["vanishedAt"], dts),
             log_attempts=_as(raw["logAttempts"], int),
+            vanished_after_gap=_as(raw.get("vanishedAfterGap", False), bool),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"malformed checkpoint record: {exc!r}") from exc
@@ -449,6 +450,7 @@ def _tracked(t: TrackedJob) -> dict[str, Any]:
         "stalled": t.stalled,
         "vanishedAt": _opt_dt(t.vanished_at),
         "logAttempts": t.log_attempts,
+        "vanishedAfterGap": t.vanished_after_gap,
     }
 
 
@@ -477,6 +479,7 @@ def _completed(e: JobCompleted, out: dict[str, Any]) -> None:
     out["endedAt"] = _opt_dt(e.ended_at)
     out["logAttempts"] = e.log_attempts
     out["lastStatus"] = _status(e.last_status)
+    out["mayHaveSkipped"] = e.may_have_skipped
 
 
 def _stall(e: JobStalled | JobRecovered, out: dict[str, Any]) -> None:

@@ -245,6 +245,9 @@ class JobCompleted(EventBase):
     ended_at: datetime | None = None
     #: How many job log lookups were made before the outcome was decided.
     log_attempts: int = 0
+    #: True when the job's disappearance was noticed after a gap (restart, outage, failed
+    #: polls): states it went through after its last committed observation may have been missed.
+    may_have_skipped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +309,8 @@ class TrackedJob:
     #: Set once the job vanished from a successful snapshot; its completion waits on the job log.
     vanished_at: datetime | None = None
     log_attempts: int = 0
+    #: The vanish was noticed after a gap (see ``JobCompleted.may_have_skipped``).
+    vanished_after_gap: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -488,3 +488,19 @@ def test_apply_ignores_updates_of_unknown_jobs() -> None:
     """A consumer that started mid-stream skips status updates of jobs it never saw."""
     _, result = run([(0, snap(job(state="New"))), (5, snap(job()))])
     assert apply({}, result.events) == {}
+
+
+@pytest.mark.parametrize(
+    ("prev_poll_at", "skipped"), [(None, True), (at(5), False), (at(-30), True)]
+)
+def test_completion_after_a_gap_may_have_skipped(
+    prev_poll_at: datetime | None, skipped: bool
+) -> None:
+    """A vanish noticed after a restart or a long gap flags job.completed may_have_skipped."""
+    (first,) = run([(0, snap(job(state="Running")))])
+    result = diff(first.state, snap(), at(10), DEFAULT, prev_poll_at)
+    tracked = result.state["j|1"]
+    assert tracked.vanished_after_gap is skipped
+    event, _ = complete(tracked, None, at(10), replace(DEFAULT, log_max_attempts=1))
+    assert event is not None
+    assert event.may_have_skipped is skipped
