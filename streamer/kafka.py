@@ -234,6 +234,8 @@ class Publisher:
                 delay = min(delay * 2, self._backoff[1])
                 continue
             self._producer = producer
+            if self.last_error is not None:
+                log.info("kafka_recovered")
             self._healthy.set()
             self.last_error = None
             return
@@ -317,8 +319,6 @@ class Publisher:
         for batch in group:
             if not batch.done.done():
                 batch.done.set_result(None)
-        if not self._healthy.is_set():
-            log.info("kafka_recovered")
         self._healthy.set()
         self.last_error = None
         if self._on_commit is not None:

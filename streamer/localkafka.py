@@ -83,6 +83,10 @@ log4j.logger.kafka.server.BrokerServer=INFO
 """
 
 
+#: Broker processes started by this process, by pid (reaped by :func:`stop`).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def fetch() -> Path:
     """Download the broker jars into the cache unless a complete copy is already there."""
     marker = LIBS / ".complete"
@@ -195,20 +199,44 @@ def start(
     props = state_dir / "server.properties"
     props.write_text(_properties(port, controller_port, data))
     (state_dir / "log4j.properties").write_text(LOG4J)
-    classpath = f"{libs}/*"
-    java = _java()
-    jvm = [
-        java, f"-Xmx{heap}", "-Xms256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-        "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logs}",
-        f"-Dlog4j.configuration=file:{state_dir / 'log4j.properties'}",
-        "-cp", classpath,
-    ]  # fmt: skip
+    jvm = _jvm(state_dir, libs, heap)
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     subprocess.run(
-        [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+        [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)],
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    return _launch(state_dir, jvm, props, port, timeout_s)
+
+
+def _jvm(state_dir: Path, libs: Path, heap: str) -> list[str]:
+    logs = state_dir / "logs"
+    return [
+        _java(), f"-Xmx{heap}", "-Xms256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logs}",
+        f"-Dlog4j.configuration=file:{state_dir / 'log4j.properties'}",
+        "-cp", f"{libs}/*",
+    ]  # fmt: skip
+
+
+def restart(state_dir: Path, timeout_s: float = 90.0, heap: str = "768m") -> Broker:
+    """Start a stopped broker again on its existing storage and ports (no re-format)."""
+    props = state_dir / "server.properties"
+    port = int(
+        next(
+            line.rsplit(":", 1)[1]
+            for line in props.read_text().splitlines()
+            if line.startswith("advertised.listeners=")
+        )
+    )
+    return _launch(state_dir, _jvm(state_dir, fetch(), heap), props, port, timeout_s)
+
+
+def _launch(state_dir: Path, jvm: list[str], props: Path, port: int, timeout_s: float) -> Broker:
+    logs = state_dir / "logs"
+    server_log = logs / "server.log"
+    # The log survives restarts: wait for one more "started" line than there was before.
+    before = _started_count(server_log)
     out = (logs / "stdout.log").open("ab")
     proc = subprocess.Popen(
         [*jvm, "kafka.Kafka", str(props)],
@@ -216,21 +244,26 @@ def start(
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a Ctrl-C in the demo terminal is handled by us, not the JVM
     )
+    out.close()
+    # Keep the handle: the broker outlives this call, and ``stop`` reaps it.
+    _CHILDREN[proc.pid] = proc
     (state_dir / "broker.pid").write_text(f"{proc.pid}\n{port}\n")
     deadline = time.monotonic() + timeout_s
-    server_log = logs / "server.log"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = (logs / "stdout.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"Kafka broker exited with {proc.returncode}:\n{tail}")
-        started = server_log.exists() and "Kafka Server started" in server_log.read_text(
-            errors="replace"
-        )
-        if started and _port_open(port):
+        if _started_count(server_log) > before and _port_open(port):
             return Broker(proc.pid, port, state_dir)
         time.sleep(0.2)
     stop(state_dir)
     raise RuntimeError(f"Kafka broker did not become ready within {timeout_s:.0f}s")
+
+
+def _started_count(server_log: Path) -> int:
+    if not server_log.exists():
+        return 0
+    return server_log.read_text(errors="replace").count("Kafka Server started")
 
 
 def running(state_dir: Path = DEFAULT_STATE) -> Broker | None:
@@ -266,6 +299,9 @@ def stop(state_dir: Path = DEFAULT_STATE, timeout_s: float = 30.0) -> None:
     else:
         with contextlib.suppress(ProcessLookupError):
             os.kill(broker.pid, signal.SIGKILL)
+    child = _CHILDREN.pop(broker.pid, None)
+    if child is not None:
+        child.wait()
     (state_dir / "broker.pid").unlink(missing_ok=True)
 
 

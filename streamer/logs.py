@@ -32,6 +32,9 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
         cache_logger_on_first_use=True,
     )
     # Library loggers (aiokafka, zeep, aiohttp) go to stderr at WARNING and above.
+    # aiokafka logs every failed reconnect at ERROR; the streamer reports Kafka outages itself
+    # (kafka_unavailable / kafka_recovered), so keep its own chatter for debugging.
+    logging.getLogger("aiokafka").setLevel(logging.DEBUG if level == "debug" else logging.CRITICAL)
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )

@@ -143,6 +143,9 @@ class Service:
                 cfg.kafka.transactional_id,
                 max_batch_records=cfg.kafka.max_batch_records,
                 commit_interval_s=cfg.kafka.commit_interval_s,
+                # A commit still pending after two request timeouts means Kafka is gone:
+                # fail the batch (state is kept), recycle the producer, report not ready.
+                commit_timeout_s=max(5.0, 2 * cfg.kafka.request_timeout_s),
                 on_commit=self._on_commit,
                 on_failure=self._on_kafka_failure,
             )
