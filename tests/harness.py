@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -67,14 +71,20 @@ class Simulator:
 
 
 @contextlib.contextmanager
-def simulator(tmp: Path, *args: str) -> Iterator[Simulator]:
-    """Run ``streamer simulate`` with a ground truth file in ``tmp``; stop it afterwards."""
+def simulator(
+    tmp: Path, *args: str, password: str = PASSWORD, name: str = "simulator"
+) -> Iterator[Simulator]:
+    """Run ``streamer simulate`` with a ground truth file in ``tmp``; stop it afterwards.
+
+    ``password`` is the one the simulator accepts for :data:`USER`; ``name`` names its ground
+    truth and log files, so that several simulators can share ``tmp``.
+    """
     port = free_port()
-    gt = tmp / "ground-truth.jsonl"
-    log = (tmp / "simulator.log").open("wb")
+    gt = tmp / ("ground-truth.jsonl" if name == "simulator" else f"{name}-ground-truth.jsonl")
+    log = (tmp / f"{name}.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", "simulate", "--port", str(port),
-         "--ground-truth", str(gt), "--user", USER, "--password", PASSWORD,
+         "--ground-truth", str(gt), "--user", USER, "--password", password,
          "--log-level", "warning", *args],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -99,6 +109,10 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> int:
     return proc.returncode
 
 
+#: A scalar TOML value as :func:`write_config` renders it (``None``: leave the key out).
+TomlValue = str | int | float | bool | None
+
+
 def write_config(
     path: Path,
     *,
@@ -109,41 +123,69 @@ def write_config(
     interval_s: float = 0.5,
     transactional_id: str | None = None,
     extra: str = "",
+    password: str = PASSWORD,
+    sections: Mapping[str, Mapping[str, TomlValue]] | None = None,
 ) -> Path:
-    """A streamer TOML config for a test run (HTTP endpoints on a free port)."""
-    comp = "\n".join(f'[[companies]]\nhandle = "{c}"\n' for c in companies)
-    path.write_text(
-        f"""
-[ips]
-endpoint = "{endpoint}"
-user = "{USER}"
-password = "{PASSWORD}"
-timeout_s = 5
+    """A streamer TOML config for a test run (HTTP endpoints on a free port).
 
-[poll]
-interval_s = {interval_s}
-backoff_initial_s = 0.2
-backoff_max_s = 2
-auth_backoff_s = 2
-
-[kafka]
-bootstrap_servers = "{bootstrap}"
-topic_prefix = "{prefix}"
-transactional_id = "{transactional_id or prefix + "-streamer"}"
-
-[http]
-port = {free_port()}
-
-[log]
-format = "json"
-
-[shutdown]
-drain_timeout_s = 20
-{extra}
-{comp}
-"""
+    ``sections`` sets or overrides keys of the generated tables (``{"poll": {"ready_factor":
+    1.5}}``; a ``None`` value drops a key); ``extra`` is TOML text appended after them.
+    """
+    tables: dict[str, dict[str, TomlValue]] = {
+        "ips": {"endpoint": endpoint, "user": USER, "password": password, "timeout_s": 5},
+        "poll": {
+            "interval_s": interval_s,
+            "backoff_initial_s": 0.2,
+            "backoff_max_s": 2,
+            "auth_backoff_s": 2,
+        },
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topic_prefix": prefix,
+            "transactional_id": transactional_id or prefix + "-streamer",
+        },
+        "http": {"port": free_port()},
+        "log": {"format": "json"},
+        "shutdown": {"drain_timeout_s": 20},
+    }
+    for table, values in (sections or {}).items():
+        tables.setdefault(table, {}).update(values)
+    text = "".join(
+        f"\n[{table}]\n"
+        + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items() if v is not None)
+        for table, values in tables.items()
     )
+    comp = "\n".join(f'[[companies]]\nhandle = "{c}"\n' for c in companies)
+    path.write_text(f"{text}{extra}\n{comp}\n")
     return path
+
+
+def _toml(value: TomlValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    return repr(value)
+
+
+def config_http_port(config: Path) -> int:
+    """The ``[http] port`` of a config written by :func:`write_config`."""
+    with config.open("rb") as fh:
+        return int(tomllib.load(fh)["http"]["port"])
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``streamer <args>`` to its end; stdout and stderr captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamer.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def start_streamer(config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -206,6 +248,13 @@ def delivered_events(bootstrap: str, prefix: str) -> list[Delivered]:
     return [e for e in events if e is not None]
 
 
+def heartbeats(bootstrap: str, prefix: str) -> list[dict[str, Any]]:
+    """The committed heartbeat values of ``prefix`` (to tell committed polls from lost ones)."""
+    topic = TopicNames.with_prefix(prefix).heartbeat
+    raw = asyncio.run(read_topics(bootstrap, [topic]))
+    return [json.loads(value) for _, _, value, _ in raw if value is not None]
+
+
 def all_records(bootstrap: str, prefix: str) -> dict[str, list[Any]]:
     """Raw records of every topic of ``prefix``, by topic."""
     topics = TopicNames.with_prefix(prefix)
@@ -215,3 +264,121 @@ def all_records(bootstrap: str, prefix: str) -> dict[str, list[Any]]:
     for rec in raw:
         out[rec[0]].append(rec)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Operating a running streamer: HTTP endpoints, simulator control, logs, waiting
+# --------------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def http_request(
+    url: str, *, method: str = "GET", body: object = None, timeout_s: float = 5
+) -> tuple[int, str]:
+    """``(status, body text)`` of one HTTP request; an error status is returned, not raised."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {} if data is None else {"Content-Type": "application/json"}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
+
+
+def sim_control(sim: Simulator, path: str, body: object = None, *, method: str = "POST") -> Any:
+    """Call the simulator's control API (``/_sim/...``); the JSON answer. Fails on an error."""
+    status, text = http_request(sim.base_url + path, method=method, body=body)
+    if status >= 300:
+        raise RuntimeError(f"{method} {path} -> {status}: {text}")
+    return json.loads(text)
+
+
+def wait_until(
+    probe: Callable[[], T | None], timeout_s: float = 20, *, interval_s: float = 0.1, what: str = ""
+) -> T:
+    """Call ``probe`` until it returns something truthy; return that. Fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not within {timeout_s}s: {what or probe}")
+        time.sleep(interval_s)
+
+
+def parse_log(text: str) -> list[dict[str, Any]]:
+    """The JSON lines of a streamer log (other lines, such as library warnings, are skipped)."""
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                rec = json.loads(line)
+                if isinstance(rec, dict):
+                    out.append(rec)
+    return out
+
+
+def log_records(log: Path) -> list[dict[str, Any]]:
+    """The JSON log lines of a streamer log file."""
+    return parse_log(log.read_text(errors="replace"))
+
+
+def log_has(log: Path, event: str) -> bool:
+    """Whether the streamer logged ``event`` (a structlog event name)."""
+    return any(r.get("event") == event for r in log_records(log))
+
+
+@dataclass
+class Streamer:
+    """A running ``streamer run`` subprocess and how to reach it."""
+
+    proc: subprocess.Popen[bytes]
+    config: Path
+    log: Path
+    port: int
+
+    def url(self, path: str) -> str:
+        """The URL of one of its HTTP endpoints."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        """``(status, body)`` of ``GET path`` on its HTTP server."""
+        return http_request(self.url(path))
+
+    def status(self) -> dict[str, Any]:
+        """The ``/status`` document."""
+        code, text = self.get("/status")
+        assert code == 200, text
+        doc: dict[str, Any] = json.loads(text)
+        return doc
+
+    def company(self, handle: str) -> dict[str, Any]:
+        """One company's entry of ``/status``."""
+        found: dict[str, Any] = next(c for c in self.status()["companies"] if c["handle"] == handle)
+        return found
+
+
+@contextlib.contextmanager
+def running_streamer(
+    config: Path,
+    log: Path,
+    *args: str,
+    until: str | None = "company_cycle",
+    timeout_s: float = 60,
+) -> Iterator[Streamer]:
+    """Start ``streamer run``, wait for its HTTP port and the log event ``until`` (a first
+    successful cycle by default), and stop it (SIGTERM, then SIGKILL) afterwards."""
+    proc = start_streamer(config, log, *args)
+    streamer = Streamer(proc, config, log, config_http_port(config))
+    try:
+        wait_port(streamer.port, proc, timeout_s)
+        if until is not None:
+            event = until
+            wait_until(lambda: log_has(log, event), timeout_s, what=f"log event {event}")
+        yield streamer
+    finally:
+        stop_process(proc)

@@ -12,14 +12,22 @@ company no longer listed it. Delivered, per job, is the list of states its event
 * duplicated: an event id delivered more than once;
 * extra: a delivered state the job never had in the ground truth, or an event for an unknown job;
 * wrong outcome: a completion whose outcome differs from the job log the simulator wrote.
+
+With the streamer's heartbeats given, a poll counts only if the streamer committed its cycle (a
+heartbeat with ``ok`` and ``polledAt`` between that poll and the company's next one: heartbeats
+commit in the same transaction as the cycle's events). A state that only uncommitted polls showed
+(the streamer was killed, or Kafka was down, before the commit) cannot be recovered by any
+restart: it is reported as ``uncommitted``, not as missing.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 GONE = "gone"
@@ -56,6 +64,7 @@ class Report:
     duplicated: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     wrong_outcome: list[str] = field(default_factory=list)
+    uncommitted: list[str] = field(default_factory=list)
     bad_key: list[str] = field(default_factory=list)
     out_of_order: list[str] = field(default_factory=list)
 
@@ -77,7 +86,8 @@ class Report:
             f"ground-truth transitions: {self.expected}, delivered: {self.delivered}, "
             f"missing: {len(self.missing)}, duplicated: {len(self.duplicated)}, "
             f"extra: {len(self.extra)}, wrong outcome: {len(self.wrong_outcome)}, "
-            f"flagged skips: {len(self.skipped_flagged)}"
+            f"flagged skips: {len(self.skipped_flagged)}, "
+            f"seen only by uncommitted polls: {len(self.uncommitted)}"
         )
 
 
@@ -91,6 +101,40 @@ def from_kafka_record(
     if not hdrs.get("ce_type", "").startswith("job."):
         return None
     return Delivered(topic, key.decode(), hdrs, json.loads(value))
+
+
+def committed_polls(
+    ground_truth: Iterable[Mapping[str, Any]], heartbeats: Iterable[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The successful polls whose cycle the streamer committed (see the module docstring)."""
+    beats: dict[str, list[str]] = defaultdict(list)
+    for hb in heartbeats:
+        if hb.get("ok"):
+            beats[hb["companyHandle"]].append(_utc(hb["polledAt"]))
+    for times in beats.values():
+        times.sort()
+    polls = [r for r in ground_truth if r.get("kind") == "poll"]
+    out: list[Mapping[str, Any]] = []
+    for i, rec in enumerate(polls):
+        if not rec.get("ok") or rec.get("filtered"):
+            continue
+        company = rec["company"]
+        start = _utc(rec["wall"])
+        end = next(
+            (_utc(r["wall"]) for r in polls[i + 1 :] if r["company"] == company),
+            "9999",
+        )
+        times = beats.get(company, [])
+        k = bisect.bisect_left(times, start)
+        if k < len(times) and times[k] < end:
+            out.append(rec)
+    return out
+
+
+def _utc(iso: str) -> str:
+    """ISO time as a sortable UTC string with microseconds."""
+    t = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def expected_states(ground_truth: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
@@ -149,10 +193,20 @@ def _state_of(ev: Delivered) -> str | None:
     return None
 
 
-def compare(ground_truth: list[Mapping[str, Any]], delivered: Iterable[Delivered]) -> Report:
-    """Check delivered job events against the ground truth."""
+def compare(
+    ground_truth: Sequence[Mapping[str, Any]],
+    delivered: Iterable[Delivered],
+    heartbeats: Iterable[Mapping[str, Any]] | None = None,
+) -> Report:
+    """Check delivered job events against the ground truth (see the module docstring)."""
     report = Report()
     expected = expected_states(ground_truth)
+    if heartbeats is not None:
+        seen_all = expected
+        expected = expected_states(committed_polls(ground_truth, heartbeats))
+        for handle, seen in seen_all.items():
+            kept = expected.get(handle, [])
+            report.uncommitted.extend(f"{handle}: {s}" for s in seen if s not in kept)
     had, outcomes = _truth(ground_truth)
     seen_ids: set[str] = set()
     by_job: dict[str, list[Delivered]] = defaultdict(list)
