@@ -133,3 +133,48 @@ def test_ground_truth_file_is_written(tmp_path: Path) -> None:
     assert read_ground_truth(path) == [
         {"kind": "poll", "ok": True, "company": "c", "jobs": [["j", "Running"]]}
     ]
+
+
+SHARED_IPSAPI = Path(__file__).resolve().parents[1].parent / "shared" / "ipsapi"
+
+
+@pytest.mark.parametrize(
+    "wsdl",
+    ["official-2013-02-15", "official-2014-04-03", "served-by-url"],
+)
+def test_runs_against_official_wsdls_and_wsdl_urls(
+    kafka_bootstrap: str, tmp_path: Path, wsdl: str
+) -> None:
+    """The daemon works from an official WSDL file (2013 or 2014) or a WSDL URL, endpoint overridden."""
+    if wsdl.startswith("official") and not SHARED_IPSAPI.is_dir():
+        pytest.skip("official WSDLs not available (../shared/ipsapi)")
+    prefix = f"wsdl{uuid.uuid4().hex[:8]}"
+    with simulator(
+        tmp_path, "--company", "c|1001", "--jobs-per-company", "3", "--speedup", "25",
+        "--seed", "4",
+    ) as sim:  # fmt: skip
+        location = {
+            "official-2013-02-15": str(SHARED_IPSAPI / "IpsApi-2013-02-15.wsdl"),
+            "official-2014-04-03": str(SHARED_IPSAPI / "IpsApi-2014-04-03.wsdl"),
+            "served-by-url": sim.base_url + "/scene7/webservice/IpsApi-2014-04-03.wsdl",
+        }[wsdl]
+        config = write_config(
+            tmp_path / "streamer.toml",
+            endpoint=sim.endpoint,
+            bootstrap=kafka_bootstrap,
+            prefix=prefix,
+            companies=["c|1001"],
+            interval_s=0.3,
+            sections={"ips": {"wsdl": location}},
+        )
+        proc = start_streamer(config, tmp_path / "streamer.log", "--max-cycles", "15")
+        assert proc.wait(90) == 0, (tmp_path / "streamer.log").read_text()[-2000:]
+        gt = read_ground_truth(sim.ground_truth)
+    events = delivered_events(kafka_bootstrap, prefix)
+    report = compare(gt, events)
+    assert report.ok, report
+    observed = [e for e in events if e.type == "job.observed"]
+    assert observed
+    trigger = {e.value["snapshot"]["triggerTime"] is None for e in observed}
+    # triggerTime exists only from 2014-04-03 on; the 2013 WSDL talks 2013 and never sees it.
+    assert trigger == {wsdl == "official-2013-02-15"}
