@@ -90,11 +90,14 @@ def run_chaos(
             log(f"kill {n + 1}/{kills} after {alive:.2f}s")
         # A last, clean run: until the workload is finished and every completion was published.
         proc = start_streamer(config, streamer_log)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while True:
             state = sim_state(sim)
             if state["active_jobs"] == 0 and state["submitted_jobs"] == max_jobs:
                 break
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise TimeoutError(f"workload not finished within 180s: {state}")
             time.sleep(0.5)
         time.sleep(3)  # a few more cycles: the last vanished jobs get their completions
         proc.send_signal(signal.SIGTERM)
