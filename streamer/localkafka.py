@@ -100,14 +100,19 @@ def fetch() -> Path:
     tmp.mkdir(parents=True)
     pom = tmp / "pom.xml"
     pom.write_text(POM.format(version=KAFKA_VERSION))
-    subprocess.run(
+    done = subprocess.run(
         [
-            "mvn", "-q", "-B", "-f", str(pom),
+            "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(pom),
             "dependency:copy-dependencies", "-DincludeScope=runtime",
             f"-DoutputDirectory={tmp}",
         ],
-        check=True,
+        capture_output=True,
+        text=True,
     )  # fmt: skip
+    if done.returncode != 0:
+        # Maven's own words are the useful part of a failure; on success it says nothing useful.
+        print(done.stdout + done.stderr, file=sys.stderr)
+        raise SystemExit(f"localkafka: Maven could not fetch Kafka {KAFKA_VERSION} jars")
     pom.unlink()
     shutil.rmtree(LIBS, ignore_errors=True)
     tmp.rename(LIBS)
