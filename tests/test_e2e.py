@@ -145,7 +145,7 @@ SHARED_IPSAPI = Path(__file__).resolve().parents[1].parent / "shared" / "ipsapi"
 def test_runs_against_official_wsdls_and_wsdl_urls(
     kafka_bootstrap: str, tmp_path: Path, wsdl: str
 ) -> None:
-    """The daemon works from an official WSDL file (2013 or 2014) or a WSDL URL, endpoint overridden."""
+    """The daemon runs from an official 2013/2014 WSDL file or a WSDL URL, endpoint overridden."""
     if wsdl.startswith("official") and not SHARED_IPSAPI.is_dir():
         pytest.skip("official WSDLs not available (../shared/ipsapi)")
     prefix = f"wsdl{uuid.uuid4().hex[:8]}"
