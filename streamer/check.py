@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streamer.config import Settings
 from streamer.encode import TopicNames
 from streamer.ips import IpsClient, IpsError
+from streamer.kafka import topic_specs
 from streamer.service import ips_settings_for
 
 
@@ -50,7 +51,7 @@ async def run_check(settings: Settings, echo: Callable[[str], None]) -> bool:
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        wanted = [topics.state, topics.progress, topics.latest, topics.heartbeat]
+        wanted = [spec.name for spec in topic_specs(topics)]  # the topics the service creates
         missing = [t for t in wanted if t not in existing]
         echo(f"kafka {settings.kafka.bootstrap_servers}: ok")
         if missing and not settings.kafka.create_topics:

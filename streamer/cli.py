@@ -88,6 +88,7 @@ def check(config_path: Path | None) -> None:
 @click.option("--user", default="demo@example.com", show_default=True)
 @click.option("--password", default="demo-password", show_default=True)
 @click.option("--stall-probability", type=float, default=None)
+@click.option("--fail-probability", type=float, default=None, help="Share of jobs that fail.")
 @click.option("--log-level", default="info", show_default=True)
 def simulate(
     host: str,
@@ -102,6 +103,7 @@ def simulate(
     user: str,
     password: str,
     stall_probability: float | None,
+    fail_probability: float | None,
     log_level: str,
 ) -> None:
     """Serve a simulated IPS (real SOAP over HTTP) with a seeded job lifecycle."""
@@ -113,16 +115,21 @@ def simulate(
     kw: dict[str, Any] = {}
     if stall_probability is not None:
         kw["stall_probability"] = stall_probability
-    config = SimulatorConfig(
-        companies=companies or ("c|1001", "c|1002", "c|1003"),
-        jobs_per_company=jobs_per_company,
-        seed=seed,
-        speedup=speedup,
-        users={user: password},
-        max_jobs_total=max_jobs,
-        ground_truth_path=ground_truth,
-        **kw,
-    )
+    if fail_probability is not None:
+        kw["fail_probability"] = fail_probability
+    try:
+        config = SimulatorConfig(
+            companies=companies or ("c|1001", "c|1002", "c|1003"),
+            jobs_per_company=jobs_per_company,
+            seed=seed,
+            speedup=speedup,
+            users={user: password},
+            max_jobs_total=max_jobs,
+            ground_truth_path=ground_truth,
+            **kw,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
     def ready(url: str) -> None:
         click.echo(f"IPS simulator listening on {url}", err=True)
@@ -137,7 +144,7 @@ def simulate(
 @click.option("--lines", is_flag=True, help="One line per event instead of the live table.")
 @click.option("--from-beginning", is_flag=True, help="Start at the earliest retained record.")
 @click.option("--heartbeats", is_flag=True, help="Also print heartbeat records (line view).")
-@click.option("--max-records", type=int, default=None)
+@click.option("--max-records", type=int, default=None, help="Stop after showing N records.")
 def tail_cmd(
     bootstrap: str,
     topic_prefix: str,

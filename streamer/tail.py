@@ -41,7 +41,7 @@ def describe(topic: str, headers: Mapping[str, bytes], value: dict[str, Any] | N
     if value is None:
         return f"{topic} tombstone {subject}"
     company = value.get("companyHandle", "")
-    seq = headers.get("ce_sequence", b"").decode().lstrip("0") or "0"
+    seq = headers.get("ce_sequence", b"").decode().lstrip("0") or str(value.get("sequence", "?"))
     if ce_type == "job.observed":
         snap = value.get("snapshot", {})
         status = snap.get("status", {})
@@ -56,6 +56,11 @@ def describe(topic: str, headers: Mapping[str, bytes], value: dict[str, Any] | N
         detail = f"outcome={value.get('outcome')} counts={value.get('counts')}"
     elif ce_type in ("job.stalled", "job.recovered"):
         detail = f"after {value.get('stalledForS')}s"
+    elif ce_type.startswith("streamer.notification."):
+        return (
+            f"notification {value.get('kind')} {company} at {value.get('at')}: "
+            f"{value.get('message')}"
+        )
     elif ce_type == "streamer.heartbeat":
         return (
             f"heartbeat {value.get('companyHandle')} ok={value.get('ok')} "
@@ -158,7 +163,9 @@ async def tail(
         if live is not None:
             live.start()
         while max_records is None or seen < max_records:
-            batch = await consumer.getmany(timeout_ms=500)
+            # A batch may hold more than the records still wanted: take no more than those.
+            wanted = None if max_records is None else max_records - seen
+            batch = await consumer.getmany(timeout_ms=500, max_records=wanted)
             for records in batch.values():
                 for rec in records:
                     headers = {k: v for k, v in rec.headers}

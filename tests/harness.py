@@ -1,6 +1,6 @@
 """Process harness for end-to-end runs: the simulator and the streamer as real subprocesses.
 
-Shared by the end-to-end and chaos tests and by ``bench/chaos.py``.
+Shared by the end-to-end, chaos and operations (``test_ops_*``) tests and by ``bench/chaos.py``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,252 @@
+"""Operator endpoints of a running `streamer run`: /readyz, /healthz, /metrics, /status.
+
+One streamer subprocess (two companies, 0.3 s interval) runs for the whole module against a
+simulator whose faults the tests switch on and off through its control API. Each test waits for
+the streamer to be ready again before it starts, so the order of the tests does not matter.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness import (
+    Simulator,
+    Streamer,
+    running_streamer,
+    sim_control,
+    simulator,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.kafka
+
+COMPANIES = ("c|1001", "c|1002")
+INTERVAL_S = 0.3
+READY_FACTOR = 3.0  # not ready once a company had no successful poll for 0.9 s
+
+#: Fault rules restricted to polls: a job log lookup must not use up a counted fault.
+POLLS_ONLY = {"operation": "getActiveJobs"}
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@pytest.fixture(scope="module")
+def ops(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Simulator, Streamer]]:
+    """A simulator and a streamer running against it (stopped at the end of the module)."""
+    tmp = tmp_path_factory.mktemp("ops-http")
+    prefix = f"opshttp{uuid.uuid4().hex[:8]}"
+    with simulator(
+        tmp, "--company", COMPANIES[0], "--company", COMPANIES[1], "--jobs-per-company", "3",
+        "--speedup", "25", "--seed", "5", "--stall-probability", "0",
+    ) as sim:  # fmt: skip
+        config = write_config(
+            tmp / "streamer.toml",
+            endpoint=sim.endpoint,
+            bootstrap=kafka_bootstrap,
+            prefix=prefix,
+            companies=COMPANIES,
+            interval_s=INTERVAL_S,
+            transactional_id=f"{prefix}-{uuid.uuid4().hex[:6]}",
+            sections={"poll": {"ready_factor": READY_FACTOR}},
+        )
+        with running_streamer(config, tmp / "streamer.log") as streamer:
+            yield sim, streamer
+
+
+@pytest.fixture
+def ready(ops: tuple[Simulator, Streamer]) -> tuple[Simulator, Streamer]:
+    """The module's simulator and streamer, with no fault rules left and /readyz at 200."""
+    sim, streamer = ops
+    sim_control(sim, "/_sim/faults", method="DELETE")
+    sim_control(sim, "/_sim/start")
+    sim_control(sim, "/_sim/clock/resume")
+    wait_until(lambda: streamer.get("/readyz")[0] == 200, 20, what="/readyz 200")
+    return sim, streamer
+
+
+def scrape(streamer: Streamer) -> Samples:
+    """Every sample of ``/metrics``, keyed by (sample name, labels)."""
+    code, text = streamer.get("/metrics")
+    assert code == 200, text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value, 0 when it is absent (a labelled counter not incremented yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def company_query(handle: str) -> str:
+    """``?company=<handle>`` for the simulator's state endpoint."""
+    return "?company=" + urllib.parse.quote(handle, safe="")
+
+
+def test_readyz_503_names_failing_company_while_ips_down_healthz_stays_200(
+    ready: tuple[Simulator, Streamer],
+) -> None:
+    """/readyz is 503 naming each company while IPS refuses, 200 again after; /healthz stays 200."""
+    sim, streamer = ready
+    health: list[int] = []
+
+    def not_ready() -> str | None:
+        health.append(streamer.get("/healthz")[0])
+        code, text = streamer.get("/readyz")
+        return text if code == 503 and all(f"company {c}:" in text for c in COMPANIES) else None
+
+    sim_control(sim, "/_sim/stop")
+    try:
+        body = wait_until(not_ready, 10, what="/readyz 503 for both companies")
+        assert body.startswith("not ready\n")
+        for company in COMPANIES:
+            line = next(x for x in body.splitlines() if f"company {company}:" in x)
+            assert "no successful poll for" in line
+            assert "HTTP 503" in line  # the last error says what IPS answered
+        down = scrape(streamer)
+        assert sample(down, "streamer_ready") == 0.0
+        for company in COMPANIES:
+            since = "streamer_seconds_since_last_successful_poll"
+            assert sample(down, since, company=company) > READY_FACTOR * INTERVAL_S
+        health.append(streamer.get("/healthz")[0])
+    finally:
+        sim_control(sim, "/_sim/start")
+    wait_until(lambda: streamer.get("/readyz") == (200, "ready\n"), 15, what="/readyz 200 again")
+    assert sample(scrape(streamer), "streamer_ready") == 1.0
+    assert streamer.get("/healthz") == (200, '{"alive": true}')
+    assert set(health) == {200}
+
+
+def test_metrics_move_with_the_run(ready: tuple[Simulator, Streamer]) -> None:
+    """Polls, events by type, poll latency, commits and per-company gauges move as cycles run."""
+    _, streamer = ready
+    kinds = ("job.observed", "job.state_changed", "job.progress", "job.completed")
+    wait_until(
+        lambda: sample(scrape(streamer), "streamer_events_total", type="job.completed") > 0,
+        30,
+        what="a first completion",
+    )
+    before = scrape(streamer)
+    wait_until(
+        lambda: (
+            sample(scrape(streamer), "streamer_polls_total", result="ok")
+            >= sample(before, "streamer_polls_total", result="ok") + 10
+        ),
+        10,
+        what="10 more successful polls",
+    )
+    after = scrape(streamer)
+    for name in ("streamer_poll_latency_seconds_count", "streamer_commits_total"):
+        assert sample(after, name) > sample(before, name) > 0, name
+    assert sample(after, "streamer_poll_latency_seconds_sum") > 0
+    assert sample(after, "streamer_records_total") > sample(before, "streamer_records_total")
+    for kind in kinds:
+        assert sample(after, "streamer_events_total", type=kind) > 0, kind
+    assert sum(sample(after, "streamer_events_total", type=k) for k in kinds) > sum(
+        sample(before, "streamer_events_total", type=k) for k in kinds
+    )
+    for company in COMPANIES:
+        since = sample(after, "streamer_seconds_since_last_successful_poll", company=company)
+        assert 0 <= since < READY_FACTOR * INTERVAL_S
+        assert ("streamer_active_jobs", frozenset({("company", company)})) in after
+    assert sample(after, "streamer_up") == 1.0
+
+
+def test_poll_failures_counted_by_kind_under_injected_fault(
+    ready: tuple[Simulator, Streamer],
+) -> None:
+    """Three injected HTTP 500s raise streamer_poll_failures{kind=http_5xx} by three."""
+    sim, streamer = ready
+    before = scrape(streamer)
+    sim_control(
+        sim, "/_sim/faults", {"company": COMPANIES[0], "mode": "http_500", "count": 3, **POLLS_ONLY}
+    )
+    wait_until(
+        lambda: sim_control(sim, "/_sim/faults", method="GET")["rules"] == [], 10, what="3 fired"
+    )
+    wait_until(lambda: streamer.company(COMPANIES[0])["state"] == "ok", 10, what="recovery")
+    after = scrape(streamer)
+    kind = ("streamer_poll_failures_total", "http_5xx")
+    assert sample(after, kind[0], kind=kind[1]) - sample(before, kind[0], kind=kind[1]) == 3
+    failed = "streamer_polls_total"
+    assert sample(after, failed, result="failed") - sample(before, failed, result="failed") == 3
+    assert sample(after, "streamer_consecutive_poll_failures", company=COMPANIES[0]) == 0
+
+
+def test_status_shows_last_poll_and_job_count_per_company(
+    ready: tuple[Simulator, Streamer],
+) -> None:
+    """/status lists every company with a recent lastPollAt and the job count of its snapshot."""
+    sim, streamer = ready
+    sim_control(sim, "/_sim/clock/pause")  # freeze the job set so the counts can be compared
+    try:
+        cycles = {c: streamer.company(c)["cycles"] for c in COMPANIES}
+        wait_until(
+            lambda: all(streamer.company(c)["cycles"] >= cycles[c] + 2 for c in COMPANIES),
+            10,
+            what="two cycles after the pause",
+        )
+        doc = streamer.status()
+        metrics = scrape(streamer)
+        jobs = {
+            c: len(sim_control(sim, "/_sim/state" + company_query(c), method="GET")["jobs"])
+            for c in COMPANIES
+        }
+    finally:
+        sim_control(sim, "/_sim/clock/resume")
+    now = datetime.fromisoformat(doc["now"])
+    assert doc["ready"] is True
+    assert doc["reasons"] == []
+    assert doc["kafka"]["ok"] is True
+    assert [c["handle"] for c in doc["companies"]] == list(COMPANIES)
+    assert doc["config"]["ips"]["password"] == "**********"
+    for entry in doc["companies"]:
+        handle = entry["handle"]
+        assert entry["state"] == "ok"
+        assert entry["lastError"] is None
+        assert entry["intervalS"] == INTERVAL_S
+        last_poll = datetime.fromisoformat(entry["lastPollAt"])
+        assert now - timedelta(seconds=3) < last_poll <= now
+        assert datetime.fromisoformat(entry["lastSuccessAt"]) <= now
+        assert entry["activeJobs"] == jobs[handle] > 0
+        assert sample(metrics, "streamer_active_jobs", company=handle) == jobs[handle]
+        assert entry["trackedJobs"] >= entry["activeJobs"]
+
+
+def test_status_shows_last_error_of_the_failing_company_only(
+    ready: tuple[Simulator, Streamer],
+) -> None:
+    """/status shows a failing company's last error and kind; the other company has none."""
+    sim, streamer = ready
+    bad, good = COMPANIES
+    sim_control(sim, "/_sim/faults", {"company": bad, "mode": "ipsapi_fault", **POLLS_ONLY})
+    try:
+        entry = wait_until(
+            lambda: (e := streamer.company(bad))["consecutiveFailures"] >= 2 and e,
+            10,
+            what="two failed polls",
+        )
+        other = streamer.company(good)
+    finally:
+        sim_control(sim, "/_sim/faults" + company_query(bad), method="DELETE")
+    assert entry["state"] == "failing"
+    assert entry["lastErrorKind"] == "fault_ipsapi"
+    assert "IpsApiFault 30000" in entry["lastError"]
+    assert other["state"] == "ok"
+    assert other["lastError"] is None
+    recovered = wait_until(
+        lambda: (e := streamer.company(bad))["state"] == "ok" and e, 10, what="recovery"
+    )
+    assert recovered["lastError"] is None
+    assert recovered["consecutiveFailures"] == 0
