@@ -494,8 +494,14 @@ def _check_toml(path: Path) -> None:
 def _problems(exc: ValidationError, env: Mapping[str, str]) -> list[tuple[str, str]]:
     env_names = {name.upper() for name in env}
     out: list[tuple[str, str]] = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    # pydantic also reports "too short" for the list when one of its items is invalid; that
+    # would wrongly say no company is configured.
+    bad_item = any(len(e["loc"]) > 1 and e["loc"][0] == "companies" for e in errors)
+    for err in errors:
         loc: Loc = tuple(err["loc"])
+        if bad_item and loc == ("companies",) and err["type"] == "too_short":
+            continue
         ctx = err.get("ctx") or {}
         if err["type"] == "config":
             out.extend((_dotted(loc + sub), msg) for sub, msg in ctx["problems"])

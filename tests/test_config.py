@@ -410,3 +410,17 @@ def test_kafka_client_kwargs_sasl_ssl() -> None:
         "kpw",
     )
     assert isinstance(kw["ssl_context"], ssl.SSLContext)
+
+
+def test_invalid_company_entry_is_not_reported_as_no_companies(tmp_path: Path) -> None:
+    """One bad [[companies]] table gives one error naming its key, not 'no companies'."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[ips]\nuser = "u@example.com"\npassword = "pw-123456"\n'
+        '[[companies]]\nhandle = "c|1"\nbogus = 1\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    text = str(info.value)
+    assert "companies[0].bogus" in text
+    assert "at least one" not in text
