@@ -192,6 +192,7 @@ class Publisher:
         self._fenced: FencedError | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._stop: asyncio.Event | None = None
         self.last_error: str | None = None
 
     @property
@@ -215,8 +216,12 @@ class Publisher:
             max_request_size=8 * 1024 * 1024,
         )
 
-    async def start(self) -> None:
-        """Start the producer (fencing any predecessor with our id) and the commit loop."""
+    async def start(self, stop: asyncio.Event | None = None) -> None:
+        """Start the producer (fencing any predecessor with our id) and the commit loop.
+
+        Waits for Kafka as long as it takes, unless ``stop`` is set meanwhile (PublishError).
+        """
+        self._stop = stop
         await self._connect_until_ready()
         self._task = asyncio.create_task(self._run(), name="kafka-publisher")
 
@@ -230,7 +235,13 @@ class Publisher:
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 self._mark_failed(f"kafka connect failed: {exc!r}")
-                await asyncio.sleep(delay)
+                if self._stop is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                    if self._stop.is_set():
+                        raise PublishError("stopped while waiting for Kafka") from exc
+                else:
+                    await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff[1])
                 continue
             self._producer = producer
@@ -292,7 +303,10 @@ class Publisher:
             except (TimeoutError, KafkaError, OSError) as exc:
                 self._fail(group, PublishError(f"transaction failed: {exc!r}"))
                 self._mark_failed(f"transaction failed: {exc!r}")
-                await self._recycle_producer()
+                try:
+                    await self._recycle_producer()
+                except PublishError:
+                    return  # stopped while Kafka was away
 
     async def _commit(self, group: list[_Batch]) -> None:
         producer = self._producer

@@ -103,7 +103,8 @@ class CompanyPoller:
         await self._sleep(random.uniform(0, interval * self._poll.jitter))
         next_due = time.monotonic()
         while not self._stop.is_set():
-            await self._publisher.wait_healthy()
+            if not self._publisher.healthy and not await self._wait_for_kafka():
+                break
             delay = await self.cycle()
             cycles += 1
             self._status.cycles = cycles
@@ -119,6 +120,22 @@ class CompanyPoller:
                     next_due = now
             await self._sleep(max(0.0, next_due - time.monotonic()))
         self._status.state = "stopped"
+
+    async def _wait_for_kafka(self) -> bool:
+        """Backpressure: no polling while Kafka is away. False if stopped meanwhile."""
+        self._status.state = "waiting_for_kafka"
+        healthy = asyncio.ensure_future(self._publisher.wait_healthy())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({healthy, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not healthy.done():
+                healthy.cancel()
+        if healthy.done() and not healthy.cancelled():
+            healthy.result()  # raises FencedError when another instance took over
+            return True
+        return False
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:

@@ -29,6 +29,7 @@ from streamer.kafka import (
     CompanyStates,
     FencedError,
     Publisher,
+    PublishError,
     ensure_topics,
     restore_state,
 )
@@ -149,7 +150,10 @@ class Service:
                 on_commit=self._on_commit,
                 on_failure=self._on_kafka_failure,
             )
-            await publisher.start()
+            try:
+                await publisher.start(self.stop_event)
+            except PublishError:
+                return EXIT_OK  # stopped before Kafka was ever reachable: nothing to drain
             stack.push_async_callback(publisher.stop)
             self.status.kafka_ok = True
             states = await restore_state(kafka_kwargs, self.topics.latest)

@@ -17,6 +17,7 @@ from streamer.simulator.verify import compare
 from tests.chaos import run_chaos, sim_state
 from tests.harness import (
     delivered_events,
+    free_port,
     heartbeats,
     log_records,
     sim_control,
@@ -230,3 +231,23 @@ def test_second_instance_with_same_transactional_id_fences_the_first(
     assert not report.duplicated, report
     assert not report.extra, report
     assert not report.out_of_order, report
+
+
+def test_sigterm_while_kafka_is_unreachable_exits_promptly(tmp_path: Path) -> None:
+    """With Kafka never reachable the daemon waits for it, and SIGTERM still ends it cleanly."""
+    with simulator(tmp_path, "--company", "c|1001", "--jobs-per-company", "1") as sim:
+        config = write_config(
+            tmp_path / "streamer.toml",
+            endpoint=sim.endpoint,
+            bootstrap=f"127.0.0.1:{free_port()}",  # nothing listens there
+            prefix="nokafka",
+            companies=["c|1001"],
+            sections={"kafka": {"create_topics": False, "request_timeout_s": 2}},
+        )
+        log = tmp_path / "streamer.log"
+        proc = start_streamer(config, log)
+        wait_until(lambda: "kafka_unavailable" in log.read_text(), 30)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    assert time.monotonic() - started < 10
