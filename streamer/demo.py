@@ -8,10 +8,8 @@ broker, in that order.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +20,6 @@ from streamer.encode import TopicNames
 from streamer.tail import run_tail
 
 SIM_PORT = 8089
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"demo: {what} exited with {proc.returncode}; see its log")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"demo: {what} did not listen on port {port} within {timeout_s:.0f}s")
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 25) -> None:
@@ -55,9 +42,9 @@ def run_demo(*, lines: bool = False, speedup: float = 5.0) -> int:
     config = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
     if not config.exists():
         config = root / "config" / "demo.toml"
-    port = 9092 if not _port_busy(9092) else localkafka.free_port()
-    sim_port = SIM_PORT if not _port_busy(SIM_PORT) else localkafka.free_port()
-    http_port = 8000 if not _port_busy(8000) else localkafka.free_port()
+    port = 9092 if not localkafka.port_open(9092) else localkafka.free_port()
+    sim_port = SIM_PORT if not localkafka.port_open(SIM_PORT) else localkafka.free_port()
+    http_port = 8000 if not localkafka.port_open(8000) else localkafka.free_port()
     print(f"demo: starting Kafka {localkafka.KAFKA_VERSION} on 127.0.0.1:{port} ...", flush=True)
     broker = localkafka.start(state_dir, port)
     sim: subprocess.Popen[bytes] | None = None
@@ -81,7 +68,7 @@ def run_demo(*, lines: bool = False, speedup: float = 5.0) -> int:
             stderr=(var / "simulator.log").open("wb"),
             start_new_session=True,
         )  # fmt: skip
-        _wait_port(sim_port, sim, "simulator")
+        localkafka.wait_port(sim_port, sim, "demo: the simulator")
         print("demo: starting the streamer ...", flush=True)
         streamer = subprocess.Popen(
             [*exe, "run", "--config", str(config)],
@@ -90,7 +77,7 @@ def run_demo(*, lines: bool = False, speedup: float = 5.0) -> int:
             env=env,
             start_new_session=True,
         )
-        _wait_port(http_port, streamer, "streamer")
+        localkafka.wait_port(http_port, streamer, "demo: the streamer")
         print(
             f"demo: streamer logs in {var / 'streamer.log'}; status at "
             f"http://127.0.0.1:{http_port}/status, metrics at /metrics.\n"
@@ -104,6 +91,9 @@ def run_demo(*, lines: bool = False, speedup: float = 5.0) -> int:
             lines=lines,
             from_beginning=True,
         )
+    except RuntimeError as exc:
+        print(f"{exc}; see the logs in {var}", file=sys.stderr)
+        return 1
     finally:
         print("\ndemo: stopping streamer, simulator and Kafka ...", flush=True)
         _stop(streamer)
@@ -111,9 +101,3 @@ def run_demo(*, lines: bool = False, speedup: float = 5.0) -> int:
         localkafka.stop(state_dir)
         print("demo: stopped.", flush=True)
     return 0
-
-
-def _port_busy(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.3):
-        return True
-    return False

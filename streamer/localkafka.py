@@ -183,10 +183,23 @@ def _java() -> str:
     return java
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
         return True
     return False
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 30) -> None:
+    """Wait until ``port`` accepts connections; RuntimeError if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening on {port}")
+        if port_open(port):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout_s:.0f}s")
 
 
 def start(
@@ -258,7 +271,7 @@ def _launch(state_dir: Path, jvm: list[str], props: Path, port: int, timeout_s: 
         if proc.poll() is not None:
             tail = (logs / "stdout.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"Kafka broker exited with {proc.returncode}:\n{tail}")
-        if _started_count(server_log) > before and _port_open(port):
+        if _started_count(server_log) > before and port_open(port):
             return Broker(proc.pid, port, state_dir)
         time.sleep(0.2)
     stop(state_dir)
@@ -324,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         if existing is not None:
             print(existing.bootstrap)
             return 0
-        if _port_open(args.port):
+        if port_open(args.port):
             raise SystemExit(f"localkafka: port {args.port} is already in use")
         print(start(args.state_dir, args.port).bootstrap)
     elif args.command == "stop":

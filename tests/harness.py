@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,9 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamer import localkafka
 from streamer.encode import TopicNames
+from streamer.localkafka import free_port as free_port
 from streamer.simulator.verify import Delivered, from_kafka_record
 
 SERVICE_PATH = "/scene7/services/IpsApiService"
@@ -32,23 +33,9 @@ USER = "demo@example.com"
 PASSWORD = "demo-password"
 
 
-def free_port() -> int:
-    """An unused TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
     """Wait until ``port`` accepts connections; fail if ``proc`` died first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.3):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listened on {port} within {timeout_s}s")
+    localkafka.wait_port(port, proc, "process", timeout_s)
 
 
 @dataclass
