@@ -1,11 +1,6 @@
 """IPS (Scene7 / Dynamic Media Classic) SOAP access: client, fast reply decoder, typed errors."""
 
-from streamer.ips.client import (
-    DEFAULT_WSDL,
-    IpsClient,
-    IpsSettings,
-    zeep_decode_active_jobs,
-)
+from streamer.ips.client import DEFAULT_WSDL, IpsClient, IpsSettings
 from streamer.ips.decode import (
     decode_active_jobs,
     decode_job_logs,
@@ -22,9 +17,12 @@ from streamer.ips.errors import (
     IpsReplyError,
     IpsTransportError,
 )
+from streamer.ips.reference import zeep_decode_active_jobs
+from streamer.ips.reply_cache import ActiveJobsCache
 
 __all__ = [
     "DEFAULT_WSDL",
+    "ActiveJobsCache",
     "AuthenticationFault",
     "AuthorizationFault",
     "IpsApiFault",
