@@ -1,0 +1,140 @@
+"""Decode benchmark: our lxml decoder vs zeep's own mapping vs a bare lxml parse, same replies.
+
+Replies of 100, 1,000 and 10,000 jobs are rendered by the IPS simulator (exactly the bytes it
+serves over HTTP). For each, in one run and interleaved: ``lxml.etree.fromstring`` alone (the
+floor: parsing without looking at anything), ``decode_active_jobs`` (parse + strict checks +
+mapping to frozen model values, no cache: a full decode) and ``zeep_decode_active_jobs`` (zeep's
+strict object mapping, converted to the same values). The decoded values are checked equal.
+
+Target (issue #5): the full decode is at least 15x faster than zeep's mapping at 10,000 jobs.
+
+    .venv/bin/python bench/decode.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from functools import partial
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lxml import etree
+
+from bench.common import (
+    CompanyReplies,
+    Target,
+    interleaved,
+    json_arg,
+    print_machine,
+    print_targets,
+    table,
+    write_results,
+)
+from streamer.ips import DEFAULT_WSDL, decode_active_jobs, zeep_decode_active_jobs
+from streamer.simulator.soap import NS_2014
+
+SIZES = (100, 1_000, 10_000)
+TARGET_RATIO = 15.0
+
+
+def reply_of(jobs: int) -> bytes:
+    """A simulator reply of one company with about ``jobs`` active jobs."""
+    return CompanyReplies(1, jobs, seed=jobs).reply("c|1001", 600.0)
+
+
+def main(argv: list[str]) -> list[Target]:
+    """Run the benchmark, print its figures, return its targets."""
+    quick = "--quick" in argv
+    print_machine("decode: getActiveJobs reply -> JobSnapshot values")
+    rows = []
+    figures: dict[str, object] = {}
+    ratio_10k = ratio_10k_wall = best_10k = 0.0
+    for size in SIZES:
+        body = reply_of(size)
+        n_jobs = len(decode_active_jobs(body, NS_2014))
+        assert decode_active_jobs(body, NS_2014) == zeep_decode_active_jobs(DEFAULT_WSDL, body)
+        ours_rounds = 3 if quick else (9 if size >= 10_000 else 21)
+        zeep_rounds = 1 if quick else (3 if size >= 10_000 else 9)
+        gc.collect()
+        timings = interleaved(
+            {
+                "lxml": partial(etree.fromstring, body),
+                "ours": partial(decode_active_jobs, body, NS_2014),
+                "zeep": partial(zeep_decode_active_jobs, DEFAULT_WSDL, body),
+            },
+            {"lxml": ours_rounds, "ours": ours_rounds, "zeep": zeep_rounds},
+        )
+        lx, ours, zp = timings["lxml"], timings["ours"], timings["zeep"]
+        ratio = zp.cpu_median / ours.cpu_median
+        ratio_wall = zp.wall_median / ours.wall_median
+        ratio_best = min(zp.cpu) / min(ours.cpu)
+        rows.append(
+            [
+                f"{n_jobs:,}",
+                f"{len(body) / 1e6:.2f}",
+                f"{lx.cpu_median * 1e3:,.1f}",
+                f"{ours.cpu_median * 1e3:,.1f}",
+                f"{zp.cpu_median * 1e3:,.1f}",
+                f"{ours.cpu_median / n_jobs * 1e6:.1f}",
+                f"{zp.cpu_median / n_jobs * 1e6:.0f}",
+                f"{ratio:.1f}x",
+                f"{ratio_best:.1f}x",
+                f"{ours.cpu_median / lx.cpu_median:.2f}x",
+                f"{ours.wall_median * 1e3:,.1f} / {zp.wall_median * 1e3:,.1f} = {ratio_wall:.1f}x",
+            ]
+        )
+        figures[str(size)] = {
+            "jobs": n_jobs,
+            "bytes": len(body),
+            "lxml_cpu_s": lx.cpu_median,
+            "ours_cpu_s": ours.cpu_median,
+            "zeep_cpu_s": zp.cpu_median,
+            "lxml_wall_s": lx.wall_median,
+            "ours_wall_s": ours.wall_median,
+            "zeep_wall_s": zp.wall_median,
+            "zeep_over_ours_cpu": ratio,
+            "zeep_over_ours_wall": ratio_wall,
+            "zeep_over_ours_best": ratio_best,
+            "rounds": {"ours": len(ours.cpu), "zeep": len(zp.cpu)},
+        }
+        if size == SIZES[-1]:
+            ratio_10k, ratio_10k_wall, best_10k = ratio, ratio_wall, ratio_best
+    print(
+        "Median thread-CPU milliseconds per reply (wall clock in the last column); 'best of N'"
+        " is the ratio of the fastest runs. The verdict uses the medians."
+    )
+    table(
+        [
+            "jobs",
+            "MB",
+            "lxml parse",
+            "ours",
+            "zeep",
+            "ours us/job",
+            "zeep us/job",
+            "zeep/ours",
+            "(best of N)",
+            "ours/lxml",
+            "wall ms: ours / zeep",
+        ],
+        rows,
+    )
+    targets = [
+        Target(
+            "decode: full decode vs zeep mapping (10,000 jobs)",
+            f">= {TARGET_RATIO:.0f}x faster",
+            f"{ratio_10k:.1f}x (CPU), {ratio_10k_wall:.1f}x (wall), best runs {best_10k:.1f}x",
+            ratio_10k >= TARGET_RATIO,
+            f"{ratio_10k / TARGET_RATIO - 1:+.0%}",
+        )
+    ]
+    print_targets(targets)
+    write_results(json_arg(argv), targets, figures)
+    return targets
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

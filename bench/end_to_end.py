@@ -1,0 +1,491 @@
+"""End-to-end benchmark: one streamer process, 1,000 companies x 10 jobs, polled every 5 s.
+
+Three processes on the same machine, as in production but all local:
+
+* the IPS simulator (1,000 companies, 10 busy jobs each, real SOAP over HTTP) in its own process;
+* a real Kafka broker (``streamer.localkafka``; or ``$KAFKA_BOOTSTRAP_SERVERS`` when set);
+* ``streamer run`` with a generated TOML config (``[http]`` on, JSON logs).
+
+After a warm-up (every company has committed two cycles) the run is observed for ``--seconds``
+(60 by default): cycles kept on schedule (``streamer_cycles_behind_schedule_total`` from
+``/metrics``, and cycles per company from the ``company_cycle`` log lines), poll-to-commit
+latency (``poll_ms + commit_ms`` of every ``company_cycle`` line; the histogram
+``streamer_poll_to_commit_seconds`` is shown too), the streamer's CPU time per cycle
+(``/proc/<pid>/stat``) and its RSS (``/proc/<pid>/status``).
+
+Then, on the same broker and in this process, the publish path is compared with a plain aiokafka
+transactional producer: the same encoded records (three cycles of the 1,000 companies, decoded,
+diffed and encoded exactly as the streamer does) are committed once through
+``streamer.kafka.Publisher`` (one ``publish`` per company cycle, all pending at once, so group
+commit batches them) and once through a bare ``AIOKafkaProducer`` with the same producer settings
+(transactions of the same size, one ``send`` per record), alternately, three times each.
+
+Targets (issue #5): no cycle behind schedule, p99 poll-to-commit under 250 ms, and the publish
+path at least 70% of the plain producer's rate.
+
+    .venv/bin/python bench/end_to_end.py [--seconds 60] [--companies 1000] [--jobs 10]
+                                         [--jitter 0.1] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    EPOCH,
+    ROOT,
+    CompanyReplies,
+    Target,
+    json_arg,
+    percentile,
+    print_machine,
+    print_targets,
+    table,
+    write_results,
+)
+from streamer import localkafka
+
+USER, PASSWORD = "bench@example.com", "bench-password"
+SERVICE_PATH = "/scene7/services/IpsApiService"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TARGET_P99_MS = 250.0
+TARGET_PUBLISH_SHARE = 0.70
+
+
+def _opt(argv: Sequence[str], name: str, default: str) -> str:
+    return argv[list(argv).index(name) + 1] if name in argv else default
+
+
+# ------------------------------------------------------------------------------------------
+# Processes
+# ------------------------------------------------------------------------------------------
+
+
+def serve_simulator(port: int, companies: int, jobs: int) -> None:
+    """Simulator process: the bulk load (warm companies, built on first poll), until killed."""
+    from streamer.logs import configure
+    from streamer.simulator import SimulatorConfig, serve
+
+    configure("warning", "json")
+    config = SimulatorConfig.bulk(companies, jobs, seed=11, users={USER: PASSWORD})
+    asyncio.run(serve(config, "127.0.0.1", port))
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_kb(pid: int, field: str) -> int:
+    """A ``/proc/<pid>/status`` memory field (``VmRSS``, ``VmHWM``) in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def write_streamer_config(
+    path: Path, *, endpoint: str, bootstrap: str, companies: Sequence[str], http_port: int,
+    interval_s: float, jitter: float, prefix: str,
+) -> None:  # fmt: skip
+    """The streamer's TOML: the defaults, except ports, names and the poll jitter."""
+    entries = "\n".join(f'[[companies]]\nhandle = "{c}"\n' for c in companies)
+    path.write_text(
+        f"""
+[ips]
+endpoint = "{endpoint}"
+user = "{USER}"
+password = "{PASSWORD}"
+
+[poll]
+interval_s = {interval_s}
+jitter = {jitter}
+
+[kafka]
+bootstrap_servers = "{bootstrap}"
+topic_prefix = "{prefix}"
+transactional_id = "{prefix}-streamer"
+
+[http]
+port = {http_port}
+
+[log]
+format = "json"
+
+{entries}
+"""
+    )
+
+
+@contextlib.contextmanager
+def broker(tmp: Path) -> Iterator[str]:
+    """``$KAFKA_BOOTSTRAP_SERVERS``, or a local broker started (and stopped) here."""
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    state = tmp / "kafka"
+    started = localkafka.start(state)
+    try:
+        yield started.bootstrap
+    finally:
+        localkafka.stop(state)
+
+
+@contextlib.contextmanager
+def process(args: list[str], log: Path, what: str, port: int | None = None) -> Iterator[Any]:
+    """A child process logging to ``log``; SIGTERM (then SIGKILL) on exit."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    try:
+        if port is not None:
+            localkafka.wait_port(port, proc, what, timeout_s=60)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# ------------------------------------------------------------------------------------------
+# Observing the streamer
+# ------------------------------------------------------------------------------------------
+
+
+def scrape(port: int) -> dict[str, float]:
+    """``/metrics`` as ``{"name{labels}": value}``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+    return out
+
+
+def cycles(log: Path, start: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """``company_cycle`` lines of the streamer log from byte ``start``; and the end offset."""
+    with log.open("rb") as f:
+        f.seek(start)
+        data = f.read()
+    end = start + data.rfind(b"\n") + 1
+    out = []
+    for line in data[: end - start].splitlines():
+        if b'"company_cycle"' in line:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+    return out, end
+
+
+def histogram_quantile(before: dict[str, float], after: dict[str, float], q: float) -> float:
+    """The upper bound of the bucket holding quantile ``q`` of a histogram's window."""
+    name = "streamer_poll_to_commit_seconds_bucket"
+    buckets = []
+    for key, value in after.items():
+        m = re.fullmatch(name + r'\{le="([^"]+)"\}', key)
+        if m:
+            buckets.append((float(m.group(1)), value - before.get(key, 0.0)))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0.0
+    for le, count in buckets:
+        if total and count >= q * total:
+            return le
+    return float("nan")
+
+
+def observe(
+    argv: Sequence[str], tmp: Path, bootstrap: str, figures: dict[str, Any]
+) -> list[Target]:
+    """Run simulator + streamer, warm up, observe a window, print the figures."""
+    seconds = float(_opt(argv, "--seconds", "60"))
+    n_companies = int(_opt(argv, "--companies", "1000"))
+    n_jobs = int(_opt(argv, "--jobs", "10"))
+    jitter = float(_opt(argv, "--jitter", "0.1"))
+    interval = 5.0
+    sim_port, http_port = localkafka.free_port(), localkafka.free_port()
+    companies = [f"c|{1001 + i}" for i in range(n_companies)]
+    config = tmp / "streamer.toml"
+    prefix = f"bench{os.getpid()}"
+    write_streamer_config(
+        config, endpoint=f"http://127.0.0.1:{sim_port}{SERVICE_PATH}", bootstrap=bootstrap,
+        companies=companies, http_port=http_port, interval_s=interval, jitter=jitter,
+        prefix=prefix,
+    )  # fmt: skip
+    sim_args = [sys.executable, __file__, "--serve-simulator", str(sim_port)]
+    sim_args += [str(n_companies), str(n_jobs)]
+    log = tmp / "streamer.log"
+    run_args = [sys.executable, "-m", "streamer.cli", "run", "--config", str(config)]
+    print(
+        f"simulator: {n_companies:,} companies x {n_jobs} jobs; streamer: poll every "
+        f"{interval:g} s, jitter {jitter:g}, broker {bootstrap}"
+    )
+    with (
+        process(sim_args, tmp / "simulator.log", "simulator", sim_port) as sim,
+        process(run_args, log, "streamer", http_port) as streamer,
+    ):
+        started = time.monotonic()
+        offset = 0
+        seen: Counter[str] = Counter()
+        while min((seen[c] for c in companies), default=0) < 2:
+            if streamer.poll() is not None:
+                raise RuntimeError(f"streamer exited with {streamer.returncode}; see {log}")
+            if time.monotonic() - started > 180:
+                raise RuntimeError("warm-up: not every company committed two cycles in 180 s")
+            time.sleep(1.0)
+            lines, offset = cycles(log, offset)
+            seen.update(line["company"] for line in lines)
+        warm_s = time.monotonic() - started
+        print(f"warm-up: every company committed two cycles after {warm_s:.1f} s")
+        m0, cpu0, sim_cpu0 = scrape(http_port), proc_cpu_s(streamer.pid), proc_cpu_s(sim.pid)
+        t0 = time.monotonic()
+        _, offset = cycles(log, offset)
+        time.sleep(seconds)
+        window, _ = cycles(log, offset)
+        m1, cpu1, sim_cpu1 = scrape(http_port), proc_cpu_s(streamer.pid), proc_cpu_s(sim.pid)
+        elapsed = time.monotonic() - t0
+        rss_kb, hwm_kb = proc_kb(streamer.pid, "VmRSS"), proc_kb(streamer.pid, "VmHWM")
+    late = m1.get("streamer_cycles_behind_schedule_total", 0.0) - m0.get(
+        "streamer_cycles_behind_schedule_total", 0.0
+    )
+    failed = m1.get('streamer_polls_total{result="failed"}', 0.0) - m0.get(
+        'streamer_polls_total{result="failed"}', 0.0
+    )
+    per_company = Counter(line["company"] for line in window)
+    counts = [per_company[c] for c in companies]
+    latencies = [line["poll_ms"] + line["commit_ms"] for line in window]
+    polls = [line["poll_ms"] for line in window]
+    n = len(window)
+    cpu = cpu1 - cpu0
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    expected = elapsed / interval
+    rows = [
+        ["window", f"{elapsed:.1f} s", f"after {warm_s:.0f} s of warm-up"],
+        ["company cycles committed", f"{n:,}", f"{n / elapsed:,.1f} per second"],
+        [
+            "cycles per company",
+            f"min {min(counts)}, median {statistics.median(counts):g}, max {max(counts)}",
+            f"{expected:.1f} expected at {interval:g} s",
+        ],
+        ["cycles behind schedule (metric)", f"{late:.0f}", "streamer_cycles_behind_schedule"],
+        ["failed polls (metric)", f"{failed:.0f}", ""],
+        [
+            "poll-to-commit p50 / p99 / max",
+            f"{p50:.1f} / {p99:.1f} / {max(latencies):.1f} ms",
+            "poll_ms + commit_ms of each company_cycle line",
+        ],
+        [
+            "  of which getActiveJobs p50 / p99",
+            f"{percentile(polls, 50):.1f} / {percentile(polls, 99):.1f} ms",
+            "HTTP round trip + decode",
+        ],
+        [
+            "poll-to-commit p99 (histogram)",
+            f"<= {histogram_quantile(m0, m1, 0.99) * 1000:.0f} ms",
+            "bucket bound, streamer_poll_to_commit_seconds",
+        ],
+        [
+            "streamer CPU",
+            f"{cpu:.1f} s = {cpu / elapsed:.0%} of one core",
+            f"{cpu / n * 1000:.2f} ms per company cycle" if n else "",
+        ],
+        ["simulator CPU", f"{sim_cpu1 - sim_cpu0:.1f} s", "(separate process)"],
+        ["streamer RSS / peak", f"{rss_kb / 1024:.0f} / {hwm_kb / 1024:.0f} MB", "VmRSS / VmHWM"],
+    ]
+    table(["end to end", "measured", "note"], rows)
+    figures["end_to_end"] = {
+        "window_s": elapsed,
+        "cycles": n,
+        "cycles_per_company_min": min(counts),
+        "cycles_behind_schedule": late,
+        "failed_polls": failed,
+        "poll_to_commit_p50_ms": p50,
+        "poll_to_commit_p99_ms": p99,
+        "cpu_s": cpu,
+        "cpu_ms_per_cycle": cpu / n * 1000 if n else None,
+        "rss_mb": rss_kb / 1024,
+    }
+    on_schedule = late == 0 and min(counts) >= int(expected) - 1 and failed == 0
+    return [
+        Target(
+            f"end to end: {n_companies:,} x {n_jobs} jobs at {interval:g} s, on schedule",
+            "no cycle behind schedule",
+            f"{late:.0f} behind; cycles/company min {min(counts)} of {expected:.1f}",
+            on_schedule,
+        ),
+        Target(
+            "end to end: poll-to-commit p99",
+            f"< {TARGET_P99_MS:.0f} ms",
+            f"{p99:.1f} ms (p50 {p50:.1f} ms)",
+            p99 < TARGET_P99_MS,
+            f"{1 - p99 / TARGET_P99_MS:+.0%} headroom",
+        ),
+    ]
+
+
+# ------------------------------------------------------------------------------------------
+# Publish path vs a plain transactional producer
+# ------------------------------------------------------------------------------------------
+
+
+def cycle_batches(n_companies: int, n_jobs: int, n_cycles: int = 3) -> list[list[Any]]:
+    """Encoded record batches of ``n_cycles`` cycles of every company, as the poller builds them."""
+    from streamer.diff import DiffSettings, diff
+    from streamer.encode import TopicNames, encode_checkpoint, encode_event, encode_heartbeat
+    from streamer.ips import ActiveJobsCache, decode_active_jobs
+    from streamer.model import Heartbeat, Snapshot, TrackedJob
+    from streamer.simulator.soap import NS_2014
+
+    sim = CompanyReplies(n_companies, n_jobs, seed=11)
+    topics = TopicNames.with_prefix(f"benchpub{os.getpid()}")
+    settings = DiffSettings(poll_interval_s=5.0, stall_after_s=900.0)
+    batches: list[list[Any]] = []
+    for company in sim.companies:
+        cache = ActiveJobsCache()
+        state: dict[str, TrackedJob] = {}
+        prev = None
+        source = f"http://ips.example/companies/{company}"
+        for k in range(n_cycles):
+            now = EPOCH + timedelta(seconds=600 + 5 * k)
+            jobs = decode_active_jobs(sim.reply(company, 600 + 5 * k), NS_2014, cache)
+            result = diff(state, Snapshot(company, jobs), now, settings, prev)
+            records = [encode_event(e, source=source, topics=topics) for e in result.events]
+            records += [encode_checkpoint(result.state[h], topics=topics) for h in result.changed]
+            hb = Heartbeat(company, now, True, 0.01, len(jobs), now)
+            records.append(encode_heartbeat(hb, source=source, topics=topics))
+            batches.append(records)
+            state, prev = result.state, now
+    return batches
+
+
+async def _publisher_run(kwargs: dict[str, Any], txn: str, batches: list[list[Any]]) -> float:
+    from streamer.kafka import Publisher
+
+    publisher = Publisher(kwargs, txn)
+    await publisher.start()
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(publisher.publish(b) for b in batches))
+        return time.perf_counter() - started
+    finally:
+        await publisher.stop()
+
+
+async def _plain_run(kwargs: dict[str, Any], txn: str, batches: list[list[Any]]) -> float:
+    from streamer.kafka import Publisher
+
+    # The very producer the Publisher would build (same settings), driven directly, with
+    # transactions of the size of the Publisher's group commits (max_batch_records).
+    producer = Publisher(kwargs, txn)._new_producer()
+    await producer.start()
+    try:
+        records = [r for batch in batches for r in batch]
+        per_txn = 20_000
+        started = time.perf_counter()
+        for i in range(0, len(records), per_txn):
+            await producer.begin_transaction()
+            futures = [
+                await producer.send(r.topic, value=r.value, key=r.key, headers=list(r.headers))
+                for r in records[i : i + per_txn]
+            ]
+            await asyncio.gather(*futures)
+            await producer.commit_transaction()
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def _compare(bootstrap: str, batches: list[list[Any]], rounds: int) -> dict[str, list[float]]:
+    from streamer.encode import TopicNames
+    from streamer.kafka import ensure_topics
+
+    kwargs: dict[str, Any] = {"bootstrap_servers": bootstrap}
+    await ensure_topics(kwargs, TopicNames.with_prefix(f"benchpub{os.getpid()}"), 3, 1)
+    n = sum(len(b) for b in batches)
+    rates: dict[str, list[float]] = {"publisher": [], "plain": []}
+    for i in range(rounds):
+        for name, run in (("publisher", _publisher_run), ("plain", _plain_run)):
+            seconds = await run(kwargs, f"benchpub{os.getpid()}-{name}-{i}", batches)
+            rates[name].append(n / seconds)
+    return rates
+
+
+def publish_comparison(
+    argv: Sequence[str], bootstrap: str, figures: dict[str, Any]
+) -> list[Target]:
+    """Publisher vs plain transactional producer on identical records; print the rates."""
+    n_companies = int(_opt(argv, "--companies", "1000"))
+    n_jobs = int(_opt(argv, "--jobs", "10"))
+    batches = cycle_batches(n_companies, n_jobs)
+    n = sum(len(b) for b in batches)
+    print(f"\npublish path: {len(batches):,} cycle batches, {n:,} records, same broker")
+    rates = asyncio.run(_compare(bootstrap, batches, rounds=3))
+    pub, plain = statistics.median(rates["publisher"]), statistics.median(rates["plain"])
+    rows = [
+        [name, " / ".join(f"{r:,.0f}" for r in values), f"{statistics.median(values):,.0f}"]
+        for name, values in (
+            ("streamer.kafka.Publisher (group commit)", rates["publisher"]),
+            ("plain AIOKafkaProducer, transactional", rates["plain"]),
+        )
+    ]
+    table(["publish path", "records/s per round", "median"], rows)
+    share = pub / plain
+    figures["publish"] = {"records": n, "publisher_rps": pub, "plain_rps": plain, "rounds": rates}
+    return [
+        Target(
+            "publish path vs plain transactional producer",
+            f">= {TARGET_PUBLISH_SHARE:.0%} of its rate",
+            f"{share:.0%} ({pub:,.0f} vs {plain:,.0f} records/s)",
+            share >= TARGET_PUBLISH_SHARE,
+            f"{share / TARGET_PUBLISH_SHARE - 1:+.0%}",
+        )
+    ]
+
+
+def main(argv: list[str]) -> list[Target]:
+    """Run the benchmark, print its figures, return its targets."""
+    print_machine("end to end: simulator + streamer + Kafka broker on this machine")
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp_name:
+        tmp = Path(tmp_name)
+        with broker(tmp) as bootstrap:
+            targets = observe(argv, tmp, bootstrap, figures)
+            targets += publish_comparison(argv, bootstrap, figures)
+    print_targets(targets)
+    write_results(json_arg(argv), targets, figures)
+    return targets
+
+
+if __name__ == "__main__":
+    if "--serve-simulator" in sys.argv:
+        i = sys.argv.index("--serve-simulator")
+        serve_simulator(*(int(x) for x in sys.argv[i + 1 : i + 4]))
+    else:
+        main(sys.argv[1:])
