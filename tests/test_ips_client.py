@@ -376,3 +376,19 @@ def test_settings_repr_hides_password() -> None:
     assert PASSWORD not in repr(settings)
     assert "poller@example.com" in repr(settings)
     assert settings.wsdl == DEFAULT_WSDL
+
+
+def test_tls_settings_choose_verification_and_extra_ca(tmp_path: Path) -> None:
+    """verify_tls=False disables checks; ca_file gives a context trusting that bundle."""
+    import ssl
+
+    import certifi
+
+    assert IpsSettings(user="u", password="p", verify_tls=False, ca_file=None).ssl() is False
+    assert IpsSettings(user="u", password="p").ssl() is True
+    ctx = IpsSettings(user="u", password="p", ca_file=certifi.where()).ssl()
+    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED
+    assert ctx.cert_store_stats()["x509_ca"] > 0
+    with pytest.raises(FileNotFoundError):
+        IpsSettings(user="u", password="p", ca_file=str(tmp_path / "missing.pem")).ssl()

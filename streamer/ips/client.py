@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import ssl as ssl_module
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,7 +71,17 @@ class IpsSettings:
     auth: Literal["header", "basic", "both"] = "header"
     timeout_s: float = 30
     verify_tls: bool = True
+    #: Extra CA bundle (PEM) to trust for IPS, e.g. a corporate TLS-inspecting proxy's.
+    ca_file: str | None = None
     include_waiting_jobs: bool | None = None
+
+    def ssl(self) -> ssl_module.SSLContext | bool:
+        """What aiohttp's ``ssl=`` gets: False (no verification), a context with the CA, or True."""
+        if not self.verify_tls:
+            return False
+        if self.ca_file:
+            return ssl_module.create_default_context(cafile=self.ca_file)
+        return True
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,7 @@ class IpsClient:
         self._binding = binding
         self._endpoint = settings.endpoint or binding.address
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+        self._ssl = settings.ssl()  # one context for every call: loading a CA file is not free
         self._headers = {"Content-Type": "text/xml; charset=utf-8"}
         #: Per company: decoded job elements of its last reply (see reply_cache).
         self._job_caches: dict[str, ActiveJobsCache] = {}
@@ -343,7 +355,7 @@ class IpsClient:
                 data=payload,
                 headers=headers,
                 timeout=self._timeout,
-                ssl=settings.verify_tls,
+                ssl=self._ssl,
             ) as resp:
                 return resp.status, await resp.read()
         except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError on 3.11
@@ -363,7 +375,7 @@ async def _fetch(session: aiohttp.ClientSession, settings: IpsSettings, url: str
     """GET a WSDL over HTTP(S) with the session (TLS and timeout per settings)."""
     try:
         async with session.get(
-            url, timeout=aiohttp.ClientTimeout(total=settings.timeout_s), ssl=settings.verify_tls
+            url, timeout=aiohttp.ClientTimeout(total=settings.timeout_s), ssl=settings.ssl()
         ) as resp:
             if resp.status != 200:
                 kind = "http_5xx" if resp.status >= 500 else "http_4xx"
