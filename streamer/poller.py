@@ -99,8 +99,8 @@ class CompanyPoller:
         """Cycle at the company's interval until the stop event is set."""
         cycles = 0
         interval = self._poll.interval_s
-        # Spread companies over the interval so 1,000 of them do not poll in lock-step.
-        await self._sleep(random.uniform(0, interval * self._poll.jitter))
+        # Spread companies over the whole interval so 1,000 of them do not poll in a burst.
+        await self._sleep(random.uniform(0, interval))
         next_due = time.monotonic()
         while not self._stop.is_set():
             if not self._publisher.healthy and not await self._wait_for_kafka():

@@ -495,3 +495,18 @@ def test_load_schema_returns_a_fresh_copy(kind: str) -> None:
     """Mutating a loaded schema does not affect the next load."""
     load_schema(kind)["title"] = "changed"
     assert load_schema(kind)["title"] == kind
+
+
+def test_memoised_partitioner_matches_aiokafka_default() -> None:
+    """The memoised partitioner maps every key exactly like aiokafka's murmur2 default."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from streamer.kafka import partition_for
+
+    default = DefaultPartitioner()
+    for n in (1, 3, 7, 12):
+        parts = list(range(n))
+        for i in range(300):
+            key = f"j|{i % 17}||{i:x}_2026-11-28-13:31:29.{i:03d}|{i * 7919}".encode()
+            assert partition_for(key, parts, parts) == default(key, parts, parts)
+            assert partition_for(key, parts, parts) == default(key, parts, parts)  # cached
