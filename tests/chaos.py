@@ -5,11 +5,9 @@ Shared by ``tests/test_delivery.py`` (a few kills) and ``bench/chaos.py`` (20 or
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from tests.harness import (
     Simulator,
     delivered_events,
     heartbeats,
+    sim_control,
     simulator,
     start_streamer,
     write_config,
@@ -45,9 +44,8 @@ class ChaosResult:
 
 def sim_state(sim: Simulator) -> dict[str, object]:
     """The simulator's ``/_sim/state`` document."""
-    with urllib.request.urlopen(sim.base_url + "/_sim/state", timeout=5) as resp:
-        state: dict[str, object] = json.load(resp)
-        return state
+    state: dict[str, object] = sim_control(sim, "/_sim/state", method="GET")
+    return state
 
 
 def run_chaos(
