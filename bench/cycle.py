@@ -45,17 +45,11 @@ from bench.common import (
     table,
     write_results,
 )
-from streamer.diff import DiffResult, DiffSettings, complete, diff
-from streamer.encode import (
-    Record,
-    TopicNames,
-    encode_checkpoint,
-    encode_event,
-    encode_heartbeat,
-    encode_tombstone,
-)
+from streamer.cycle import cycle_records, settle
+from streamer.diff import DiffResult, DiffSettings, diff
+from streamer.encode import Record, TopicNames
 from streamer.ips import ActiveJobsCache, decode_active_jobs
-from streamer.model import Heartbeat, JobEvent, Snapshot, TrackedJob
+from streamer.model import Heartbeat, Snapshot, TrackedJob
 from streamer.simulator.soap import NS_2014
 
 COMPANY = "c|1001"
@@ -91,11 +85,11 @@ class Company:
             "diff",
             lambda: diff(self.state, Snapshot(COMPANY, jobs), now, SETTINGS, self.prev_poll_at),
         )
-        records = timed("encode", lambda: self._encode(result, now, len(jobs)))
+        records, state = timed("encode", lambda: self._encode(result, now, len(jobs)))
         times.setdefault("cycle", Samples()).add(
             time.perf_counter() - wall, time.thread_time() - cpu
         )
-        self.state, self.prev_poll_at = result.state, now
+        self.state, self.prev_poll_at = state, now
         cache = self.cache
         return {
             "jobs": len(jobs),
@@ -105,31 +99,14 @@ class Company:
             "records": len(records),
         }
 
-    def _encode(self, result: DiffResult, now: datetime, n: int) -> list[Record]:
-        next_state = result.state
-        events: list[JobEvent] = list(result.events)
-        changed = set(result.changed)
-        tombstones = []
-        for handle in result.pending_completion:  # as if each job log lookup found nothing yet
-            event, tracked = complete(next_state[handle], None, now, SETTINGS)
-            if event is not None:
-                events.append(event)
-            if tracked is None:
-                del next_state[handle]
-                tombstones.append(handle)
-                changed.discard(handle)
-            else:
-                next_state[handle] = tracked
-                changed.add(handle)
-        records = [encode_event(e, source=SOURCE, topics=TOPICS) for e in events]
-        records.extend(encode_checkpoint(next_state[h], topics=TOPICS) for h in sorted(changed))
-        records.extend(encode_tombstone(h, topics=TOPICS) for h in tombstones)
-        records.append(
-            encode_heartbeat(
-                Heartbeat(COMPANY, now, True, 0.05, n, now), source=SOURCE, topics=TOPICS
-            )
-        )
-        return records
+    def _encode(
+        self, result: DiffResult, now: datetime, n: int
+    ) -> tuple[list[Record], dict[str, TrackedJob]]:
+        # As if each job log lookup found nothing yet: the poller's own settle and records step.
+        settled = settle(result, dict.fromkeys(result.pending_completion), now, SETTINGS)
+        heartbeat = Heartbeat(COMPANY, now, True, 0.05, n, now)
+        records = cycle_records(settled, source=SOURCE, topics=TOPICS, heartbeat=heartbeat)
+        return records, settled.state
 
 
 def main(argv: list[str]) -> list[Target]:

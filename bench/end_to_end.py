@@ -357,8 +357,9 @@ def observe(
 
 def cycle_batches(n_companies: int, n_jobs: int, n_cycles: int = 3) -> list[list[Any]]:
     """Encoded record batches of ``n_cycles`` cycles of every company, as the poller builds them."""
+    from streamer.cycle import cycle_records, settle
     from streamer.diff import DiffSettings, diff
-    from streamer.encode import TopicNames, encode_checkpoint, encode_event, encode_heartbeat
+    from streamer.encode import TopicNames
     from streamer.ips import ActiveJobsCache, decode_active_jobs
     from streamer.model import Heartbeat, Snapshot, TrackedJob
     from streamer.simulator.soap import NS_2014
@@ -376,12 +377,11 @@ def cycle_batches(n_companies: int, n_jobs: int, n_cycles: int = 3) -> list[list
             now = EPOCH + timedelta(seconds=600 + 5 * k)
             jobs = decode_active_jobs(sim.reply(company, 600 + 5 * k), NS_2014, cache)
             result = diff(state, Snapshot(company, jobs), now, settings, prev)
-            records = [encode_event(e, source=source, topics=topics) for e in result.events]
-            records += [encode_checkpoint(result.state[h], topics=topics) for h in result.changed]
+            # As if each job log lookup found nothing yet, like bench/cycle.py.
+            settled = settle(result, dict.fromkeys(result.pending_completion), now, settings)
             hb = Heartbeat(company, now, True, 0.01, len(jobs), now)
-            records.append(encode_heartbeat(hb, source=source, topics=topics))
-            batches.append(records)
-            state, prev = result.state, now
+            batches.append(cycle_records(settled, source=source, topics=topics, heartbeat=hb))
+            state, prev = settled.state, now
     return batches
 
 

@@ -6,7 +6,9 @@ Pure: no I/O, never reads the clock (``now`` is passed in), stdlib and :mod:`str
 * **New handle** → ``job.observed`` (sequence 1, full snapshot). ``seen_after_start`` is true when
   the job is already ``Running``/``Stopping``/``Done`` or its progress is above 0.
 * **State changed** → ``job.state_changed``. ``may_have_skipped`` is true when the previous
-  successful poll is unknown (state restored after a restart) or older than 1.5 poll intervals.
+  successful poll is unknown (state restored after a restart), when the shell says a poll failed or
+  was skipped since the last committed one (``gap``), or when the previous poll is older than 1.5
+  poll intervals (a cycle ran late).
 * **Progress fields changed** (``progress``, ``progress_message``, ``last_progress_update``,
   ``total_size``, ``task_progress``) compared with the status last published on the progress topic
   → ``job.progress``, unless coalesced (see :class:`DiffSettings`). Coalesced changes are not lost:
@@ -130,12 +132,21 @@ def diff(
     now: datetime,
     settings: DiffSettings,
     prev_poll_at: datetime | None,
+    *,
+    gap: bool = False,
 ) -> DiffResult:
-    """Diff one company's complete, successful snapshot against its previous state."""
+    """Diff one company's complete, successful snapshot against its previous state.
+
+    ``gap`` is the shell's word that a poll failed, or a cycle did not commit, since the snapshot
+    ``prev`` was built from: any change seen now may hide intermediate states.
+    """
     # The last duplicate wins (see module docstring).
     current = {job.job_handle: job for job in snapshot.jobs}
-    gap = None if prev_poll_at is None else (now - prev_poll_at).total_seconds()
-    may_have_skipped = gap is None or gap > 1.5 * settings.poll_interval_s
+    may_have_skipped = (
+        gap
+        or prev_poll_at is None
+        or (now - prev_poll_at).total_seconds() > 1.5 * settings.poll_interval_s
+    )
     # A job that last moved at or before this instant is due to stall.
     stall_due = (
         None if settings.stall_after_s is None else now - timedelta(seconds=settings.stall_after_s)

@@ -35,10 +35,14 @@ from aiokafka.partitioner import murmur2
 
 from streamer.encode import Record, TopicNames, decode_checkpoint
 from streamer.model import TrackedJob
+from streamer.retry import Backoff, sleep_or_stop
 
 log = structlog.get_logger("streamer.kafka")
 
 CompanyStates = dict[str, dict[str, TrackedJob]]
+
+#: How long to wait between attempts to reach the broker.
+KAFKA_BACKOFF = Backoff(initial_s=1.0, max_s=15.0)
 
 
 class PublishError(Exception):
@@ -191,8 +195,7 @@ class Publisher:
         *,
         max_batch_records: int = 20_000,
         commit_interval_s: float = 0.0,
-        retry_backoff_s: float = 1.0,
-        retry_backoff_max_s: float = 15.0,
+        backoff: Backoff = KAFKA_BACKOFF,
         commit_timeout_s: float = 30.0,
         on_commit: Callable[[CommitStats], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
@@ -201,7 +204,7 @@ class Publisher:
         self._txn_id = transactional_id
         self._max_records = max_batch_records
         self._commit_interval_s = commit_interval_s
-        self._backoff = (retry_backoff_s, retry_backoff_max_s)
+        self._backoff = backoff
         self._commit_timeout_s = commit_timeout_s
         self._on_commit = on_commit
         self._on_failure = on_failure
@@ -209,7 +212,9 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         self._healthy = asyncio.Event()
         self._fenced: FencedError | None = None
+        self._dead: PublishError | None = None
         self._task: asyncio.Task[None] | None = None
+        self._inflight: list[_Batch] = []
         self._closing = False
         self._stop: asyncio.Event | None = None
         self.last_error: str | None = None
@@ -236,17 +241,38 @@ class Publisher:
             max_request_size=8 * 1024 * 1024,
         )
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The commit loop, for a supervisor to watch (it must never end while in use)."""
+        return self._task
+
     async def start(self, stop: asyncio.Event | None = None) -> None:
         """Start the producer (fencing any predecessor with our id) and the commit loop.
 
         Waits for Kafka as long as it takes, unless ``stop`` is set meanwhile (PublishError).
+        Should the commit loop ever die, every waiting batch fails at once (no caller is left
+        blocked in :meth:`publish`) and later calls fail too.
         """
-        self._stop = stop
+        self._stop = stop if stop is not None else asyncio.Event()
         await self._connect_until_ready()
         self._task = asyncio.create_task(self._run(), name="kafka-publisher")
+        self._task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, FencedError):
+            error: PublishError = exc
+        else:
+            error = PublishError(f"the Kafka publisher stopped: {exc!r}" if exc else "stopped")
+            self._dead = error
+        self._healthy.clear()
+        self._fail(self._inflight, error)
+        self._inflight = []
+        self._fail_queued(error)
 
     async def _connect_until_ready(self) -> None:
-        delay = self._backoff[0]
+        assert self._stop is not None
+        failures = 0
         while True:
             producer = self._new_producer()
             try:
@@ -255,14 +281,9 @@ class Publisher:
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 self._mark_failed(f"kafka connect failed: {exc!r}")
-                if self._stop is not None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), delay)
-                    if self._stop.is_set():
-                        raise PublishError("stopped while waiting for Kafka") from exc
-                else:
-                    await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff[1])
+                failures += 1
+                if await sleep_or_stop(self._stop, self._backoff.delay(failures)):
+                    raise PublishError("stopped while waiting for Kafka") from exc
                 continue
             self._producer = producer
             if self.last_error is not None:
@@ -282,12 +303,16 @@ class Publisher:
         """Return once the producer is usable again (polling pauses meanwhile)."""
         if self._fenced is not None:
             raise self._fenced
+        if self._dead is not None:
+            raise self._dead
         await self._healthy.wait()
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Commit ``records`` atomically (possibly with other batches); raise if not committed."""
         if self._fenced is not None:
             raise self._fenced
+        if self._dead is not None:
+            raise self._dead
         if self._closing:
             raise PublishError("publisher is closing")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -308,18 +333,15 @@ class Publisher:
             first = await self._queue.get()
             if self._commit_interval_s > 0:
                 await asyncio.sleep(self._commit_interval_s)
-            group = self._take_group(first)
+            group = self._inflight = self._take_group(first)
             try:
                 await asyncio.wait_for(self._commit(group), self._commit_timeout_s)
             except ProducerFenced as exc:
                 self._fenced = FencedError(
                     f"another instance with transactional id {self._txn_id!r} took over: {exc}"
                 )
-                self._healthy.clear()
-                self._fail(group, self._fenced)
-                self._fail_queued(self._fenced)
                 log.error("kafka_fenced", transactional_id=self._txn_id)
-                return
+                raise self._fenced from exc  # the done-callback fails every waiting batch
             except (TimeoutError, KafkaError, OSError) as exc:
                 self._fail(group, PublishError(f"transaction failed: {exc!r}"))
                 self._mark_failed(f"transaction failed: {exc!r}")
@@ -327,6 +349,8 @@ class Publisher:
                     await self._recycle_producer()
                 except PublishError:
                     return  # stopped while Kafka was away
+            finally:
+                self._inflight = []
 
     async def _commit(self, group: list[_Batch]) -> None:
         producer = self._producer

@@ -1,40 +1,42 @@
-"""One company's poll loop: poll, diff, look up job logs, publish atomically, then advance state.
+"""One company's poll loop: poll, diff, look up job logs, settle, publish atomically, then advance.
 
 The loop's state only advances after Kafka committed the cycle's records. A failed poll produces no
 diff and no completion; a failed commit leaves the state where it was, and the next cycle diffs the
-next snapshot against the last committed state, so the net change is still published.
+next snapshot against the last committed state, so the net change is still published (flagged as
+possibly skipping states: every failed or uncommitted cycle since the last commit sets the gap).
+
+A company loop never ends because of one bad cycle: an error that escapes a cycle (a bug, a reply
+nobody foresaw) is logged with the company, counted as a failed poll of kind ``internal_error``,
+and retried with the same backoff as any other failure, so other companies never notice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 
-from streamer.diff import DiffSettings, complete, diff
-from streamer.encode import (
-    Record,
-    TopicNames,
-    encode_checkpoint,
-    encode_event,
-    encode_heartbeat,
-    encode_notification,
-    encode_tombstone,
-)
-from streamer.ips import AuthenticationFault, IpsClient, IpsError, IpsTransportError
-from streamer.kafka import FencedError, Publisher, PublishError
+from streamer.cycle import cycle_records, settle
+from streamer.diff import DiffSettings, diff
+from streamer.encode import Record, TopicNames, encode_heartbeat, encode_notification
+from streamer.ips import AuthenticationFault, IpsError, IpsTransportError
+from streamer.kafka import FencedError, PublishError
 from streamer.metrics import Metrics
-from streamer.model import Heartbeat, JobEvent, TrackedJob, event_type
+from streamer.model import Heartbeat, JobLog, Snapshot, TrackedJob, event_type
+from streamer.retry import Backoff, Uniform, jittered, sleep_or_stop
 from streamer.status import CompanyStatus
 
 log = structlog.get_logger("streamer.poller")
+
+#: The failure kind of an error that escaped a cycle (not an IPS answer: a bug or a surprise).
+INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +44,42 @@ class PollSettings:
     """Timing and retry policy of a company loop."""
 
     interval_s: float
+    #: Relative spread of every cycle's interval (0.1: each wait is 0.9-1.1 x interval).
     jitter: float = 0.1
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     auth_backoff_s: float = 600.0
     failures_before_degraded: int = 3
     heartbeat: bool = True
+
+    @property
+    def backoff(self) -> Backoff:
+        """The retry policy after failed polls."""
+        return Backoff(initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
+
+
+class JobSource(Protocol):
+    """What a poller asks of IPS (the IPS client, or a fake in tests)."""
+
+    async def get_active_jobs(self, company_handle: str) -> Snapshot:
+        """One complete snapshot of the company's active jobs."""
+
+    async def get_job_log(self, company_handle: str, job_handle: str) -> JobLog | None:
+        """The job log of a finished job, or None when there is none (yet)."""
+
+
+class BatchSink(Protocol):
+    """Where a poller commits its cycles (the Kafka publisher, or a fake in tests)."""
+
+    @property
+    def healthy(self) -> bool:
+        """True while batches can be committed."""
+
+    async def wait_healthy(self) -> None:
+        """Return once batches can be committed again."""
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        """Commit ``records`` atomically; raise :class:`PublishError` if not committed."""
 
 
 def company_source(endpoint: str, company_handle: str) -> str:
@@ -62,8 +94,8 @@ class CompanyPoller:
         self,
         *,
         handle: str,
-        client: IpsClient,
-        publisher: Publisher,
+        client: JobSource,
+        publisher: BatchSink,
         state: dict[str, TrackedJob],
         poll: PollSettings,
         diff_settings: DiffSettings,
@@ -75,12 +107,16 @@ class CompanyPoller:
         stop: asyncio.Event,
         log_lookups: asyncio.Semaphore,
         polls: asyncio.Semaphore,
+        monotonic: Callable[[], float] = time.monotonic,
+        uniform: Uniform = random.uniform,
+        sleep: Callable[[float], Awaitable[bool]] | None = None,
     ) -> None:
         self.handle = handle
         self._client = client
         self._publisher = publisher
         self.state = state
         self._poll = poll
+        self._backoff = poll.backoff
         self._diff = diff_settings
         self._topics = topics
         self._source = source
@@ -90,19 +126,31 @@ class CompanyPoller:
         self._stop = stop
         self._log_sem = log_lookups
         self._poll_sem = polls
+        self._monotonic = monotonic
+        self._uniform = uniform
+        self._sleep: Callable[[float], Awaitable[bool]] = sleep or (
+            lambda seconds: sleep_or_stop(stop, seconds)
+        )
         # None after a restore: the first diff flags its changes as possibly skipping states.
         self._prev_poll_at: datetime | None = None
+        # A poll failed, or a cycle did not commit, since the last committed cycle.
+        self._gap = False
         self._degraded = False
         self._status.tracked_jobs = len(state)
 
+    @property
+    def gap(self) -> bool:
+        """True when the next diff may have missed states (a failed or uncommitted cycle)."""
+        return self._gap or self._prev_poll_at is None
+
     async def run(self, max_cycles: int | None = None) -> None:
-        """Cycle at the company's interval until the stop event is set."""
+        """Cycle at the company's (jittered) interval until stopped or ``max_cycles`` ran."""
         cycles = 0
         interval = self._poll.interval_s
         # Spread companies over the whole interval so 1,000 of them do not poll in a burst.
-        await self._sleep(random.uniform(0, interval))
-        next_due = time.monotonic()
-        while not self._stop.is_set():
+        stopped = await self._sleep(self._uniform(0, interval))
+        next_due = self._monotonic()
+        while not stopped and not self._stop.is_set():
             if not self._publisher.healthy and not await self._wait_for_kafka():
                 break
             delay = await self.cycle()
@@ -110,15 +158,17 @@ class CompanyPoller:
             self._status.cycles = cycles
             if max_cycles is not None and cycles >= max_cycles:
                 break
-            now = time.monotonic()
+            now = self._monotonic()
             if delay is not None:
                 next_due = now + delay
             else:
-                next_due += interval
+                next_due += jittered(interval, self._poll.jitter, self._uniform)
                 if now > next_due + interval:
+                    # A whole cycle was skipped: the next diff may have missed states.
                     self._metrics.cycles_late.inc()
+                    self._gap = True
                     next_due = now
-            await self._sleep(max(0.0, next_due - time.monotonic()))
+            stopped = await self._sleep(max(0.0, next_due - self._monotonic()))
         self._status.state = "stopped"
 
     async def _wait_for_kafka(self) -> bool:
@@ -137,78 +187,61 @@ class CompanyPoller:
             return True
         return False
 
-    async def _sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-
     async def cycle(self) -> float | None:
-        """Run one cycle; return a backoff delay after a failure, None on success."""
+        """Run one cycle; return a backoff delay after a failure, None on success.
+
+        Only :class:`FencedError` (this instance must stop) and cancellation leave this method;
+        any other error is this company's failed cycle.
+        """
         started_wall = self._clock()
         started = time.perf_counter()
+        try:
+            return await self._cycle(started_wall, started)
+        except (FencedError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("company_cycle_error", company=self.handle, error=repr(exc))
+            return await self._poll_failed(
+                exc, INTERNAL_ERROR, started_wall, time.perf_counter() - started
+            )
+
+    async def _cycle(self, started_wall: datetime, started: float) -> float | None:
+        """poll -> diff -> job-log look-ups -> settle -> records -> publish -> advance."""
         self._status.last_poll_at = started_wall
         try:
             async with self._poll_sem:
                 snapshot = await self._client.get_active_jobs(self.handle)
         except IpsError as exc:
-            return await self._poll_failed(exc, started_wall, time.perf_counter() - started)
+            kind = getattr(exc, "kind", type(exc).__name__)
+            return await self._poll_failed(exc, kind, started_wall, time.perf_counter() - started)
         latency = time.perf_counter() - started
         self._metrics.poll_latency.observe(latency)
         now = self._clock()
-        result = diff(self.state, snapshot, now, self._diff, self._prev_poll_at)
-        next_state = result.state
-        events: list[JobEvent] = list(result.events)
-        changed = set(result.changed)
-        tombstones: list[str] = []
-        for handle, (event, tracked) in zip(
-            result.pending_completion,
-            await asyncio.gather(
-                *(self._complete(next_state[h], now) for h in result.pending_completion)
-            ),
-            strict=True,
-        ):
-            if event is not None:
-                events.append(event)
-            if tracked is None:
-                del next_state[handle]
-                tombstones.append(handle)
-                changed.discard(handle)
-            elif tracked is not next_state[handle]:
-                next_state[handle] = tracked
-                changed.add(handle)
-        records: list[Record] = [
-            encode_event(e, source=self._source, topics=self._topics) for e in events
-        ]
-        records.extend(
-            encode_checkpoint(next_state[h], topics=self._topics) for h in sorted(changed)
+        result = diff(self.state, snapshot, now, self._diff, self._prev_poll_at, gap=self._gap)
+        logs = await self._look_up(result.pending_completion)
+        settled = settle(result, logs, now, self._diff)
+        heartbeat = (
+            Heartbeat(self.handle, now, True, latency, len(snapshot.jobs), now)
+            if self._poll.heartbeat
+            else None
         )
-        records.extend(encode_tombstone(h, topics=self._topics) for h in tombstones)
-        recovered = self._status.consecutive_failures > 0
+        records = cycle_records(
+            settled, source=self._source, topics=self._topics, heartbeat=heartbeat
+        )
         if self._degraded:
             records.append(self._notification("company_recovered", "polling succeeds again", now))
-        if self._poll.heartbeat:
-            records.append(
-                encode_heartbeat(
-                    Heartbeat(self.handle, now, True, latency, len(snapshot.jobs), now),
-                    source=self._source,
-                    topics=self._topics,
-                )
-            )
         if not await self._publish(records):
             return None  # state kept; the loop waits for Kafka before polling again
         committed = time.perf_counter()
+        self._advance(settled.state, now)
         self._metrics.poll_to_commit.observe(committed - started)
-        self.state = next_state
-        self._prev_poll_at = now
-        self._degraded = False
-        for e in events:
+        for e in settled.events:
             self._metrics.events.labels(event_type(e)).inc()
         self._metrics.polls.labels("ok").inc()
         st = self._status
+        recovered = st.consecutive_failures > 0
         st.last_success_at = now
         st.active_jobs = len(snapshot.jobs)
-        st.tracked_jobs = len(next_state)
         st.consecutive_failures = 0
         st.last_error = st.last_error_kind = None
         st.state = "ok"
@@ -216,9 +249,9 @@ class CompanyPoller:
             "company_cycle",
             company=self.handle,
             jobs=len(snapshot.jobs),
-            events=len(events),
-            completed=len(tombstones),
-            pending_completion=len(result.pending_completion) - len(tombstones),
+            events=len(settled.events),
+            completed=len(settled.completed),
+            pending_completion=len(settled.pending),
             records=len(records),
             poll_ms=round(latency * 1000, 1),
             commit_ms=round((committed - started - latency) * 1000, 1),
@@ -226,37 +259,48 @@ class CompanyPoller:
         )
         return None
 
-    async def _complete(
-        self, tracked: TrackedJob, now: datetime
-    ) -> tuple[JobEvent | None, TrackedJob | None]:
-        """Look the vanished job's log up once; decide its completion (pure rule in diff)."""
-        job_log = None
+    def _advance(self, state: dict[str, TrackedJob], now: datetime) -> None:
+        """The cycle committed: its state is the new base of the next diff."""
+        self.state = state
+        self._prev_poll_at = now
+        self._gap = False
+        self._degraded = False
+        self._status.tracked_jobs = len(state)
+
+    async def _look_up(self, handles: Sequence[str]) -> dict[str, JobLog | None]:
+        """Each vanished job's log, once; a handle left out was not answered (transport error)."""
+        answers = await asyncio.gather(*(self._job_log(h) for h in handles))
+        return {h: log_ for h, (answered, log_) in zip(handles, answers, strict=True) if answered}
+
+    async def _job_log(self, job_handle: str) -> tuple[bool, JobLog | None]:
         try:
             async with self._log_sem:
-                job_log = await self._client.get_job_log(self.handle, tracked.snapshot.job_handle)
-            self._metrics.job_log_lookups.labels("found" if job_log else "absent").inc()
+                job_log = await self._client.get_job_log(self.handle, job_handle)
         except IpsTransportError as exc:
             # Not an answer: try again next cycle without spending one of the bounded attempts.
             self._metrics.job_log_lookups.labels("error").inc()
             log.warning(
-                "job_log_lookup_failed",
-                company=self.handle,
-                job=tracked.snapshot.job_handle,
-                error=str(exc),
+                "job_log_lookup_failed", company=self.handle, job=job_handle, error=str(exc)
             )
-            return None, tracked
+            return False, None
         except IpsError as exc:
             self._metrics.job_log_lookups.labels("fault").inc()
+            log.warning("job_log_lookup_fault", company=self.handle, job=job_handle, error=str(exc))
+            return True, None
+        if job_log is not None and job_log.job_handle != job_handle:
             log.warning(
-                "job_log_lookup_fault",
+                "job_log_handle_mismatch",
                 company=self.handle,
-                job=tracked.snapshot.job_handle,
-                error=str(exc),
+                job=job_handle,
+                log_job=job_log.job_handle,
             )
-        return complete(tracked, job_log, now, self._diff)
+            self._metrics.job_log_lookups.labels("mismatch").inc()
+            return True, None
+        self._metrics.job_log_lookups.labels("found" if job_log else "absent").inc()
+        return True, job_log
 
-    async def _poll_failed(self, exc: IpsError, at: datetime, latency: float) -> float:
-        kind = getattr(exc, "kind", type(exc).__name__)
+    async def _poll_failed(self, exc: Exception, kind: str, at: datetime, latency: float) -> float:
+        self._gap = True
         st = self._status
         st.consecutive_failures += 1
         st.last_error = str(exc)
@@ -277,8 +321,7 @@ class CompanyPoller:
         else:
             st.state = "failing"
             n = st.consecutive_failures
-            base = min(self._poll.backoff_max_s, self._poll.backoff_initial_s * 2 ** (n - 1))
-            delay = min(base * random.uniform(0.5, 1.5), self._poll.backoff_max_s)
+            delay = self._backoff.delay(n, self._uniform)
             log.warning(
                 "poll_failed",
                 company=self.handle,
@@ -318,6 +361,7 @@ class CompanyPoller:
         except FencedError:
             raise
         except PublishError as exc:
+            self._gap = True
             self._status.state = "waiting_for_kafka"
             self._metrics.commit_failures.inc()
             log.warning("publish_failed", company=self.handle, error=str(exc))

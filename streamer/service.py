@@ -8,13 +8,13 @@ only then do the company loops poll and diff against that restored state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import aiohttp
 import structlog
@@ -35,7 +35,9 @@ from streamer.kafka import (
 )
 from streamer.metrics import Metrics
 from streamer.poller import CompanyPoller, PollSettings, company_source
+from streamer.retry import Backoff, sleep_or_stop
 from streamer.status import CompanyStatus, ServiceStatus
+from streamer.supervisor import Ending, Failure, Supervisor
 from streamer.web import build_web_app
 
 log = structlog.get_logger("streamer.service")
@@ -46,6 +48,13 @@ EXIT_CONFIG = 2
 EXIT_FENCED = 3
 EXIT_DRAIN_TIMEOUT = 4
 EXIT_FORCED = 130
+
+#: After a second signal, how long the producer and HTTP cleanup may take before a hard exit.
+FORCED_CLEANUP_S = 5.0
+#: Retry policy of the start-up steps (WSDL, topics) while IPS or Kafka are not there yet.
+START_BACKOFF = Backoff(initial_s=1.0, max_s=30.0, jitter=0.2)
+
+_T = TypeVar("_T")
 
 
 def utcnow() -> datetime:
@@ -91,41 +100,69 @@ class Service:
         self.topics = TopicNames.with_prefix(settings.kafka.topic_prefix)
         self.http_port: int | None = None
         self._signals = 0
+        self._forced = False
+        self._main: asyncio.Task[int] | None = None
 
     def request_stop(self) -> None:
-        """Begin a graceful drain: loops finish their cycle, commit, and return."""
+        """Begin a graceful drain: loops finish their cycle, commit, and return.
+
+        A second request stops waiting: the run is cancelled, the producer and the HTTP client
+        are closed within :data:`FORCED_CLEANUP_S`, and the process exits with 130.
+        """
         self._signals += 1
         if self._signals > 1:
-            log.error("forced_exit", reason="second signal")
-            raise SystemExit(EXIT_FORCED)
+            self._force()
+            return
         log.info("shutdown_requested", drain_timeout_s=self.settings.shutdown.drain_timeout_s)
         self.status.stopping = True
         self.stop_event.set()
 
+    def _force(self) -> None:
+        log.error("forced_exit", reason="second signal", cleanup_s=FORCED_CLEANUP_S)
+        self._forced = True
+        self.stop_event.set()
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
+        # Cleanup has a bound: whatever hangs past it is left to the operating system.
+        asyncio.get_running_loop().call_later(FORCED_CLEANUP_S, os._exit, EXIT_FORCED)
+
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT drain; a second one forces exit."""
+        """SIGTERM and SIGINT drain; a second one forces a bounded cleanup and exit 130."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal)
-
-    def _on_signal(self) -> None:
-        try:
-            self.request_stop()
-        except SystemExit:
-            os._exit(EXIT_FORCED)
+            loop.add_signal_handler(sig, self.request_stop)
 
     async def run(self) -> int:
         """Run until stopped (or ``max_cycles`` per company); return the process exit code."""
+        self._main = asyncio.current_task()
+        try:
+            return await self._run()
+        except asyncio.CancelledError:
+            if self._forced:
+                return EXIT_FORCED
+            raise
+
+    async def _run(self) -> int:
         cfg = self.settings
         self.metrics.info.set(1)
         kafka_kwargs = cfg.kafka.client_kwargs()
+        supervisor = Supervisor(self.stop_event)
         async with AsyncExitStack() as stack:
+            # Runs last on the way out: no task outlives the resources it uses.
+            stack.push_async_callback(supervisor.close)
+            if cfg.http.enabled:
+                # First, so that /healthz and /readyz answer while IPS or Kafka are not there yet.
+                bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                supervisor.service("http", self._serve_http(bound))
+                self.http_port = await bound
             # TLS verification is chosen per request by the IPS client.
             connector = aiohttp.TCPConnector(
                 limit=max(16, cfg.poll.max_concurrent_polls + cfg.poll.job_log_concurrency)
             )
             session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
-            clients = await self._ips_clients(session)
+            clients = await self._with_retry(lambda: self._ips_clients(session), "load_wsdl")
+            if clients is None:
+                return EXIT_OK
             if cfg.kafka.create_topics:
                 created = await self._with_retry(
                     lambda: ensure_topics(
@@ -156,6 +193,8 @@ class Service:
             except PublishError:
                 return EXIT_OK  # stopped before Kafka was ever reachable: nothing to drain
             stack.push_async_callback(publisher.stop)
+            assert publisher.task is not None
+            supervisor.watch("kafka-publisher", publisher.task)
             self.status.kafka_ok = True
             states = await restore_state(kafka_kwargs, self.topics.latest)
             self.status.restored_jobs = sum(len(s) for s in states.values())
@@ -165,25 +204,52 @@ class Service:
                 companies=len(states),
                 transactional_id=cfg.kafka.transactional_id,
             )
-            if cfg.http.enabled:
-                await self._start_http(stack)
             pollers = self._pollers(clients, publisher, states)
+            for p in pollers:
+                supervisor.worker(f"poll:{p.handle}", p.run(self.max_cycles))
             log.info("service_started", companies=len(pollers), http_port=self.http_port)
-            return await self._run_pollers(pollers)
+            ending = await supervisor.run(cfg.shutdown.drain_timeout_s)
+            # Company loops end before the publisher they commit through stops.
+            await supervisor.close()
+            return self._exit_code(ending, supervisor.failure)
         return EXIT_OK  # pragma: no cover - the stack always returns above
 
-    async def _with_retry(
-        self, make: Callable[[], Awaitable[list[str]]], what: str
-    ) -> list[str] | None:
-        delay = 1.0
+    def _exit_code(self, ending: Ending, failure: Failure | None) -> int:
+        """The documented exit code of how the supervised run ended."""
+        if ending is Ending.FINISHED:
+            log.info("drained" if self.stop_event.is_set() else "finished")
+            return EXIT_OK
+        if ending is Ending.DRAIN_TIMEOUT:
+            return EXIT_DRAIN_TIMEOUT
+        self.stop_event.set()
+        assert failure is not None
+        if isinstance(failure.error, FencedError):
+            log.error("fenced", error=str(failure.error))
+            print(
+                f"streamer: stopped: {failure.error}. Give each running instance its own "
+                "kafka.transactional_id.",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_FENCED
+        print(
+            f"streamer: stopped: task {failure.task} failed: {failure.error!r}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_ERROR
+
+    async def _with_retry(self, make: Callable[[], Awaitable[_T]], what: str) -> _T | None:
+        """``make()`` until it succeeds; None if stopped first. Start-up waits, never crashes."""
+        failures = 0
         while not self.stop_event.is_set():
             try:
                 return await make()
-            except Exception as exc:  # Kafka not reachable yet: wait for it, do not crash.
-                log.warning(f"{what}_failed", error=repr(exc), retry_in_s=delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop_event.wait(), delay)
-                delay = min(delay * 2, 30.0)
+            except Exception as exc:  # Kafka or the WSDL not reachable yet: wait for it.
+                failures += 1
+                delay = START_BACKOFF.delay(failures)
+                log.warning(f"{what}_failed", error=repr(exc), retry_in_s=round(delay, 2))
+                await sleep_or_stop(self.stop_event, delay)
         return None
 
     async def _ips_clients(self, session: aiohttp.ClientSession) -> dict[str, IpsClient]:
@@ -250,68 +316,24 @@ class Service:
             )
         return pollers
 
-    async def _run_pollers(self, pollers: list[CompanyPoller]) -> int:
-        tasks = [
-            asyncio.create_task(p.run(self.max_cycles), name=f"poll:{p.handle}") for p in pollers
-        ]
-        stop_wait = asyncio.create_task(self.stop_event.wait())
-        pending: set[asyncio.Task[None]] = set(tasks)
-        try:
-            while pending:
-                done, _ = await asyncio.wait(
-                    pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    if task is stop_wait:
-                        continue
-                    pending.discard(task)
-                    exc = task.exception()
-                    if isinstance(exc, FencedError):
-                        log.error("fenced", error=str(exc))
-                        print(
-                            f"streamer: stopped: {exc}. Give each running instance its own "
-                            "kafka.transactional_id.",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                        self.stop_event.set()
-                        await self._cancel(pending)
-                        return EXIT_FENCED
-                    if exc is not None:
-                        raise exc
-                if stop_wait.done() and pending:
-                    return await self._drain(pending)
-            return EXIT_OK
-        finally:
-            stop_wait.cancel()
-
-    async def _drain(self, pending: set[asyncio.Task[None]]) -> int:
-        timeout = self.settings.shutdown.drain_timeout_s
-        _, still = await asyncio.wait(pending, timeout=timeout)
-        if still:
-            log.error("drain_timeout", unfinished=len(still), timeout_s=timeout)
-            await self._cancel(still)
-            return EXIT_DRAIN_TIMEOUT
-        log.info("drained")
-        return EXIT_OK
-
-    @staticmethod
-    async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _start_http(self, stack: AsyncExitStack) -> None:
+    async def _serve_http(self, bound: asyncio.Future[int]) -> None:
+        """Serve health, readiness, metrics and status until cancelled (a supervised service)."""
         cfg = self.settings
         app = build_web_app(self.status, self.metrics, self.clock, cfg.redacted())
         runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, cfg.http.host, cfg.http.port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else cfg.http.port
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, cfg.http.host, cfg.http.port)
+            await site.start()
+            sockets = getattr(site._server, "sockets", None) or []
+            bound.set_result(sockets[0].getsockname()[1] if sockets else cfg.http.port)
+            await asyncio.Event().wait()  # until cancelled
+        except Exception as exc:
+            if not bound.done():
+                bound.set_exception(exc)
+            raise
+        finally:
+            await runner.cleanup()
 
     def _on_commit(self, stats: CommitStats) -> None:
         self.status.kafka_ok = True

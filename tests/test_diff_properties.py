@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.diff import DiffResult, DiffSettings, apply, complete, diff
+from streamer.cycle import settle
+from streamer.diff import DiffResult, DiffSettings, apply, diff
 from streamer.model import (
     JobCompleted,
     JobEvent,
@@ -46,17 +47,11 @@ def replay(
     out = []
     for now, snapshot in history[1]:
         result = diff(state, snapshot, now, config, prev_at)
-        events = list(result.events)
-        state = dict(result.state)
         if completing:
-            for handle in result.pending_completion:
-                event, tracked = complete(state[handle], None, now, config)
-                if event is not None:
-                    events.append(event)
-                if tracked is None:
-                    del state[handle]
-                else:
-                    state[handle] = tracked
+            settled = settle(result, dict.fromkeys(result.pending_completion), now, config)
+            events, state = list(settled.events), settled.state
+        else:
+            events, state = list(result.events), dict(result.state)
         out.append((result, events, state))
         prev_at = now
     return out

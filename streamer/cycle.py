@@ -1,0 +1,104 @@
+"""One company cycle as a value: settle a diff with its job-log answers, then build its records.
+
+Pure: no I/O, no clock. The poller, the property tests and the benchmarks all call these two steps,
+so the rule that decides what a cycle commits lives in one place:
+
+1. :func:`streamer.diff.diff` gives events, the next state and the vanished jobs that await a job
+   log (``pending_completion``).
+2. The shell looks those job logs up (I/O) and hands the answers to :func:`settle`: a handle mapped
+   to a :class:`~streamer.model.JobLog` or ``None`` was answered (found / not found or faulted, one
+   of the bounded attempts); a handle left out was not answered at all (a transport error) and
+   stays as it is, without spending an attempt. A log that names another job than the one asked for
+   is not that job's log: it counts as "not found", never as an outcome.
+3. :func:`cycle_records` turns the settled cycle into Kafka records, in a fixed order: events,
+   checkpoint records of the changed jobs (sorted), tombstones of the completed jobs, then the
+   optional heartbeat. The caller commits them in one transaction and only then advances state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from streamer.diff import DiffResult, DiffSettings, complete
+from streamer.encode import (
+    Record,
+    TopicNames,
+    encode_checkpoint,
+    encode_event,
+    encode_heartbeat,
+    encode_tombstone,
+)
+from streamer.model import Heartbeat, JobEvent, JobLog, TrackedJob
+
+__all__ = ["Settled", "cycle_records", "settle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A cycle after its job-log answers: what to publish and the state to advance to."""
+
+    #: Diff events first (in their order), then the completions (by job handle).
+    events: tuple[JobEvent, ...]
+    #: The state to advance to once the cycle's records are committed.
+    state: dict[str, TrackedJob]
+    #: Sorted handles whose checkpoint record must be rewritten.
+    changed: tuple[str, ...]
+    #: Sorted handles completed in this cycle (dropped from state, tombstoned).
+    completed: tuple[str, ...]
+    #: Vanished jobs still waiting for a final job log after this cycle.
+    pending: tuple[str, ...]
+
+
+def settle(
+    result: DiffResult,
+    logs: Mapping[str, JobLog | None],
+    now: datetime,
+    settings: DiffSettings,
+) -> Settled:
+    """Fold the job-log answers for ``result.pending_completion`` into the diff's outcome."""
+    state = dict(result.state)
+    events = list(result.events)
+    changed = set(result.changed)
+    completed: list[str] = []
+    pending: list[str] = []
+    for handle in result.pending_completion:
+        if handle not in logs:
+            pending.append(handle)  # not answered: retry next cycle, no attempt spent
+            continue
+        log = logs[handle]
+        if log is not None and log.job_handle != handle:
+            log = None  # another job's log is no answer about this one
+        event, tracked = complete(state[handle], log, now, settings)
+        if event is not None:
+            events.append(event)
+        if tracked is None:
+            del state[handle]
+            changed.discard(handle)
+            completed.append(handle)
+        else:
+            pending.append(handle)
+            if tracked is not state[handle]:
+                state[handle] = tracked
+                changed.add(handle)
+    return Settled(
+        tuple(events), state, tuple(sorted(changed)), tuple(sorted(completed)), tuple(pending)
+    )
+
+
+def cycle_records(
+    settled: Settled,
+    *,
+    source: str,
+    topics: TopicNames,
+    heartbeat: Heartbeat | None = None,
+) -> list[Record]:
+    """The records of one settled cycle, in commit order (see the module docstring)."""
+    records = [encode_event(e, source=source, topics=topics) for e in settled.events]
+    state = settled.state
+    records.extend(encode_checkpoint(state[h], topics=topics) for h in settled.changed)
+    records.extend(encode_tombstone(h, topics=topics) for h in settled.completed)
+    if heartbeat is not None:
+        records.append(encode_heartbeat(heartbeat, source=source, topics=topics))
+    return records

@@ -1,0 +1,72 @@
+"""The one retry policy of the daemon: exponential backoff with jitter and a cap, and sleep-or-stop.
+
+Every loop that waits for something outside (an IPS company, the Kafka broker, topic creation, the
+WSDL) uses :class:`Backoff` for its delays and :func:`sleep_or_stop` to wait, so that a stop request
+ends every wait at once and all retries follow the same rule:
+
+    delay(n) = min(cap, initial * multiplier ** (n - 1)) * uniform(1 - jitter, 1 + jitter), <= cap
+
+``n`` counts consecutive failures from 1. Jitter spreads the retries of many companies (or many
+instances) so that they do not hit a recovering server in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Backoff", "jittered", "sleep_or_stop"]
+
+#: A source of uniform floats in [a, b]; ``random.uniform`` unless a test pins it.
+Uniform = Callable[[float, float], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with multiplicative jitter and a cap."""
+
+    initial_s: float = 1.0
+    max_s: float = 60.0
+    multiplier: float = 2.0
+    #: Relative spread: 0.5 draws each delay from [0.5, 1.5] x the nominal delay.
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.initial_s <= 0 or self.max_s < self.initial_s:
+            raise ValueError("backoff needs 0 < initial_s <= max_s")
+        if self.multiplier < 1:
+            raise ValueError("backoff multiplier must be >= 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("backoff jitter must be in [0, 1)")
+
+    def nominal(self, failures: int) -> float:
+        """The delay after ``failures`` consecutive failures, before jitter."""
+        if failures < 1:
+            return 0.0
+        # Cap the exponent first: 2 ** 10_000 is a float overflow.
+        exponent = min(failures - 1, 64)
+        return min(self.max_s, self.initial_s * self.multiplier**exponent)
+
+    def delay(self, failures: int, uniform: Uniform = random.uniform) -> float:
+        """The jittered delay after ``failures`` consecutive failures, never above the cap."""
+        return min(self.max_s, jittered(self.nominal(failures), self.jitter, uniform))
+
+
+def jittered(seconds: float, jitter: float, uniform: Uniform = random.uniform) -> float:
+    """``seconds`` spread by +/- ``jitter`` (a fraction); 0 jitter returns it unchanged."""
+    if jitter <= 0 or seconds <= 0:
+        return seconds
+    return seconds * uniform(1.0 - jitter, 1.0 + jitter)
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; return True when stopped."""
+    if stop.is_set():
+        return True
+    if seconds > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
