@@ -333,6 +333,7 @@ class Publisher:
             first = await self._queue.get()
             if self._commit_interval_s > 0:
                 await asyncio.sleep(self._commit_interval_s)
+            # Kept until the next group: if this loop dies, the done-callback fails it.
             group = self._inflight = self._take_group(first)
             try:
                 await asyncio.wait_for(self._commit(group), self._commit_timeout_s)
@@ -349,8 +350,6 @@ class Publisher:
                     await self._recycle_producer()
                 except PublishError:
                     return  # stopped while Kafka was away
-            finally:
-                self._inflight = []
 
     async def _commit(self, group: list[_Batch]) -> None:
         producer = self._producer

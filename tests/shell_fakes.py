@@ -1,0 +1,168 @@
+"""Fakes for in-process tests of the shell: a scripted IPS, a batch sink, a manual clock.
+
+They stand in for the parts a unit test cannot run (the network and Kafka), so that a
+:class:`~streamer.poller.CompanyPoller` runs its production code cycle by cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from streamer.diff import DiffSettings
+from streamer.encode import Record, TopicNames
+from streamer.kafka import PublishError
+from streamer.metrics import Metrics
+from streamer.model import JobLog, Snapshot, TrackedJob
+from streamer.poller import CompanyPoller, PollSettings
+from streamer.status import CompanyStatus, ServiceStatus
+from tests.test_diff import COMPANY, T0
+
+TOPICS = TopicNames.with_prefix("t")
+
+
+class ScriptedIps:
+    """Answers ``getActiveJobs`` from a script: a Snapshot, or an exception to raise."""
+
+    def __init__(self, *replies: Snapshot | BaseException) -> None:
+        self.replies = list(replies)
+        self.logs: dict[str, JobLog | BaseException | None] = {}
+        self.polls = 0
+        self.log_lookups: list[str] = []
+
+    async def get_active_jobs(self, company_handle: str) -> Snapshot:
+        """Pop the next scripted reply (the last one repeats)."""
+        self.polls += 1
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    async def get_job_log(self, company_handle: str, job_handle: str) -> JobLog | None:
+        """The scripted log of ``job_handle`` (None when there is none)."""
+        self.log_lookups.append(job_handle)
+        answer = self.logs.get(job_handle)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+@dataclass
+class FakeSink:
+    """Records committed batches; ``fail`` makes the next publishes raise it."""
+
+    batches: list[list[Record]] = field(default_factory=list)
+    fail: PublishError | None = None
+    is_healthy: bool = True
+
+    @property
+    def healthy(self) -> bool:
+        """As set by the test."""
+        return self.is_healthy
+
+    async def wait_healthy(self) -> None:
+        """Healthy at once (or raise the fencing error the test set)."""
+        if self.fail is not None and type(self.fail).__name__ == "FencedError":
+            raise self.fail
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        """Commit, or raise ``fail``."""
+        if self.fail is not None:
+            raise self.fail
+        self.batches.append(list(records))
+
+    def values(self, topic: str) -> list[dict[str, Any]]:
+        """Committed JSON values of ``topic`` (tombstones left out), in commit order."""
+        return [
+            json.loads(r.value)
+            for batch in self.batches
+            for r in batch
+            if r.topic == topic and r.value is not None
+        ]
+
+
+class ManualClock:
+    """Wall and monotonic time that only move when a poller sleeps (or the test says so)."""
+
+    def __init__(self) -> None:
+        self.wall = T0
+        self.mono = 0.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> datetime:
+        """The wall clock."""
+        return self.wall
+
+    def monotonic(self) -> float:
+        """The monotonic clock."""
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks."""
+        self.mono += seconds
+        self.wall += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> bool:
+        """Record the wait and jump over it; never stopped."""
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+        await asyncio.sleep(0)
+        return False
+
+
+@dataclass
+class Rig:
+    """A poller wired to fakes."""
+
+    poller: CompanyPoller
+    ips: ScriptedIps
+    sink: FakeSink
+    clock: ManualClock
+    metrics: Metrics
+    status: CompanyStatus
+    stop: asyncio.Event
+
+
+def rig(
+    ips: ScriptedIps,
+    *,
+    state: dict[str, TrackedJob] | None = None,
+    poll: PollSettings | None = None,
+    diff: DiffSettings | None = None,
+) -> Rig:
+    """A :class:`CompanyPoller` for :data:`COMPANY` on fakes and a manual clock."""
+    sink, clock, stop = FakeSink(), ManualClock(), asyncio.Event()
+    service = ServiceStatus(started_at=T0)
+    status = CompanyStatus(COMPANY, 5.0)
+    service.companies[COMPANY] = status
+    metrics = Metrics(service)
+    poller = CompanyPoller(
+        handle=COMPANY,
+        client=ips,
+        publisher=sink,
+        state=dict(state or {}),
+        poll=poll or PollSettings(interval_s=5.0, failures_before_degraded=3),
+        diff_settings=diff or DiffSettings(poll_interval_s=5.0, log_max_attempts=2),
+        topics=TOPICS,
+        source="http://ips.test/companies/c%7Cacme",
+        metrics=metrics,
+        status=status,
+        clock=clock.now,
+        stop=stop,
+        log_lookups=asyncio.Semaphore(4),
+        polls=asyncio.Semaphore(4),
+        monotonic=clock.monotonic,
+        uniform=lambda a, b: (a + b) / 2,
+        sleep=clock.sleep,
+    )
+    return Rig(poller, ips, sink, clock, metrics, status, stop)
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    """The current value of one metric sample (0 when absent)."""
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value

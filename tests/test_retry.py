@@ -1,0 +1,50 @@
+"""The one retry policy: exponential backoff with jitter and a cap, and sleep-or-stop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streamer.retry import Backoff, jittered, sleep_or_stop
+
+
+def test_nominal_delays_double_up_to_the_cap() -> None:
+    """Delays double from initial_s and stop at max_s, also for huge failure counts."""
+    b = Backoff(initial_s=1.0, max_s=30.0)
+    assert [b.nominal(n) for n in (0, 1, 2, 3, 5, 6, 10_000)] == [0, 1, 2, 4, 16, 30, 30]
+
+
+def test_jitter_spreads_within_bounds_and_never_past_the_cap() -> None:
+    """A jittered delay lies in [1 - j, 1 + j] x nominal and is still capped."""
+    b = Backoff(initial_s=2.0, max_s=5.0, jitter=0.5)
+    assert b.delay(1, lambda lo, hi: lo) == 1.0
+    assert b.delay(1, lambda lo, hi: hi) == 3.0
+    assert b.delay(3, lambda lo, hi: hi) == 5.0
+
+
+def test_jittered_interval_keeps_its_mean() -> None:
+    """jittered() with the middle draw returns the interval itself; 0 jitter changes nothing."""
+    assert jittered(5.0, 0.1, lambda lo, hi: (lo + hi) / 2) == pytest.approx(5.0)
+    assert jittered(5.0, 0.0) == 5.0
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"initial_s": 0}, {"initial_s": 2, "max_s": 1}, {"jitter": 1.0}, {"multiplier": 0.5}]
+)
+def test_invalid_policies_are_refused(kwargs: dict[str, float]) -> None:
+    """A policy that cannot back off sensibly is a ValueError at construction."""
+    with pytest.raises(ValueError, match="backoff"):
+        Backoff(**kwargs)
+
+
+async def test_sleep_or_stop_returns_early_when_stopped() -> None:
+    """A stop request ends the wait at once and reports it."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.01, stop.set)
+    assert await asyncio.wait_for(sleep_or_stop(stop, 3600), 30) is True
+
+
+async def test_sleep_or_stop_sleeps_when_not_stopped() -> None:
+    """Without a stop the wait runs out and reports False."""
+    assert await sleep_or_stop(asyncio.Event(), 0.01) is False

@@ -1,0 +1,153 @@
+"""The company loop in-process, on fakes and a manual clock: retries, notifications, state, gaps."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamer.ips import AuthenticationFault, IpsReplyError, IpsTransportError
+from streamer.kafka import FencedError, PublishError
+from streamer.model import JobLog
+from streamer.poller import PollSettings
+from tests.shell_fakes import TOPICS, ScriptedIps, rig, sample
+from tests.test_diff import COMPANY, T0, job, snap
+
+TIMEOUT = IpsTransportError("timed out", kind="timeout")
+
+
+def final_log(handle: str) -> JobLog:
+    """A finished, successful job log of ``handle``."""
+    return JobLog(
+        COMPANY, handle, handle, handle, "JobLog", T0, T0, 1, 0, 0, 0, 0, 1, 1, 0, 0, False
+    )
+
+
+async def test_backoff_doubles_per_failure_up_to_the_cap() -> None:
+    """Consecutive failed polls wait 1, 2, 4, 8 ... s (jitter pinned) and never above the cap."""
+    r = rig(ScriptedIps(TIMEOUT), poll=PollSettings(interval_s=5.0, backoff_max_s=10.0))
+    delays = [await r.poller.cycle() for _ in range(5)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 10.0]
+    assert sample(r.metrics, "streamer_poll_failures_total", kind="timeout") == 5
+
+
+async def test_authentication_fault_waits_the_long_backoff() -> None:
+    """An authentication fault backs off auth_backoff_s and says so once in a notification."""
+    fault = AuthenticationFault(10001, "bad password")
+    r = rig(ScriptedIps(fault), poll=PollSettings(interval_s=5.0, auth_backoff_s=600.0))
+    assert [await r.poller.cycle() for _ in range(2)] == [600.0, 600.0]
+    kinds = [v["kind"] for v in r.sink.values(TOPICS.notifications)]
+    assert kinds == ["authentication_failing"]
+    assert r.status.state == "auth_failed"
+
+
+async def test_degraded_after_n_failures_then_recovered_once() -> None:
+    """company_unreachable after failures_before_degraded failures, company_recovered on success."""
+    r = rig(ScriptedIps(TIMEOUT, TIMEOUT, TIMEOUT, TIMEOUT, snap(job()), snap(job())))
+    for _ in range(6):
+        await r.poller.cycle()
+    kinds = [v["kind"] for v in r.sink.values(TOPICS.notifications)]
+    assert kinds == ["company_unreachable", "company_recovered"]
+    beats = [v["ok"] for v in r.sink.values(TOPICS.heartbeat)]
+    assert beats == [False, False, False, False, True, True]
+
+
+async def test_failed_publish_keeps_state_and_flags_the_next_change() -> None:
+    """A cycle Kafka did not commit leaves state as it was; the next change may have skipped."""
+    r = rig(ScriptedIps(snap(job(state="Scheduled")), snap(job(state="Running"))))
+    await r.poller.cycle()
+    before = dict(r.poller.state)
+    r.sink.fail = PublishError("broker away")
+    assert await r.poller.cycle() is None
+    assert r.poller.state == before
+    assert r.poller.gap
+    r.sink.fail = None
+    await r.poller.cycle()
+    changes = [v for v in r.sink.values(TOPICS.state) if v["type"].endswith("state_changed")]
+    assert [(c["from"], c["to"], c["mayHaveSkipped"]) for c in changes] == [
+        ("Scheduled", "Running", True)
+    ]
+
+
+async def test_one_quick_failed_poll_flags_may_have_skipped() -> None:
+    """A failed poll retried after ~1 s (well inside 1.5 intervals) still flags the next change."""
+    r = rig(ScriptedIps(snap(job(state="Scheduled")), TIMEOUT, snap(job(state="Running"))))
+    await r.poller.cycle()
+    r.clock.advance(5.0)
+    await r.poller.cycle()
+    r.clock.advance(1.0)
+    await r.poller.cycle()
+    changes = [v for v in r.sink.values(TOPICS.state) if v["type"].endswith("state_changed")]
+    assert [c["mayHaveSkipped"] for c in changes] == [True]
+
+
+async def test_steady_cycles_do_not_flag_may_have_skipped() -> None:
+    """Without a failure or a late cycle, a state change is not flagged."""
+    r = rig(ScriptedIps(snap(job(state="Scheduled")), snap(job(state="Running"))))
+    await r.poller.cycle()
+    r.clock.advance(5.0)
+    await r.poller.cycle()
+    changes = [v for v in r.sink.values(TOPICS.state) if v["type"].endswith("state_changed")]
+    assert [c["mayHaveSkipped"] for c in changes] == [False]
+
+
+async def test_fencing_leaves_the_cycle() -> None:
+    """FencedError from the sink is not a company failure: it ends the loop for the supervisor."""
+    r = rig(ScriptedIps(snap(job())))
+    r.sink.fail = FencedError("another instance took over")
+    with pytest.raises(FencedError):
+        await r.poller.cycle()
+
+
+@pytest.mark.parametrize(
+    "error", [RecursionError("too deep"), ValueError("bad log"), KeyError("x"), MemoryError()]
+)
+async def test_unexpected_error_is_this_company_failed_poll(error: BaseException) -> None:
+    """An error escaping a cycle is counted as internal_error and retried; the loop goes on."""
+    r = rig(ScriptedIps(error, snap(job())))
+    delay = await r.poller.cycle()
+    assert delay == 1.0
+    assert sample(r.metrics, "streamer_poll_failures_total", kind="internal_error") == 1
+    assert r.status.last_error_kind == "internal_error"
+    assert await r.poller.cycle() is None
+    assert [v["type"] for v in r.sink.values(TOPICS.state)] == ["job.observed"]
+
+
+async def test_a_job_log_of_another_job_is_no_outcome() -> None:
+    """A job log naming another job is not taken: no completion from it, the attempt counts."""
+    r = rig(ScriptedIps(snap(job("j|1")), snap()))
+    r.ips.logs["j|1"] = final_log("j|2")
+    await r.poller.cycle()
+    await r.poller.cycle()
+    assert "j|1" in r.poller.state
+    assert r.poller.state["j|1"].log_attempts == 1
+    assert sample(r.metrics, "streamer_job_log_lookups_total", result="mismatch") == 1
+    r.ips.logs["j|1"] = final_log("j|1")
+    await r.poller.cycle()
+    done = [v for v in r.sink.values(TOPICS.state) if v["type"] == "job.completed"]
+    assert [d["outcome"] for d in done] == ["succeeded"]
+
+
+async def test_job_log_transport_error_spends_no_attempt() -> None:
+    """A job log lookup that got no answer is retried next cycle without counting an attempt."""
+    r = rig(ScriptedIps(snap(job("j|1")), snap()))
+    r.ips.logs["j|1"] = TIMEOUT
+    await r.poller.cycle()
+    for _ in range(3):
+        await r.poller.cycle()
+    assert r.poller.state["j|1"].log_attempts == 0
+    assert r.ips.log_lookups == ["j|1"] * 3
+
+
+async def test_run_spreads_first_poll_and_jitters_every_interval() -> None:
+    """run() waits a spread first, then the jittered interval after each successful cycle."""
+    r = rig(ScriptedIps(snap(job())), poll=PollSettings(interval_s=4.0, jitter=0.25))
+    await r.poller.run(max_cycles=3)
+    # uniform is pinned to the middle: spread = 2.0, jittered interval = 4.0 each time.
+    assert r.clock.sleeps == [2.0, 4.0, 4.0]
+    assert r.status.cycles == 3
+
+
+async def test_run_retries_after_the_backoff_delay() -> None:
+    """After a failed poll, run() sleeps the backoff delay, not the interval."""
+    r = rig(ScriptedIps(IpsReplyError("bad", kind="malformed"), snap(job())))
+    await r.poller.run(max_cycles=3)
+    assert r.clock.sleeps == [2.5, 1.0, 5.0]
