@@ -49,6 +49,19 @@ class PublishError(Exception):
     """A batch was not committed; nothing of it is visible to read_committed consumers."""
 
 
+class CommitUncertain(PublishError):
+    """A batch's transaction may or may not have committed (a timeout, a lost answer).
+
+    Never treat it as failed: the publisher re-initialises the producer (which completes or aborts
+    the open transaction) and re-reads the checkpoint topic; :meth:`Publisher.committed_state`
+    with ``epoch`` then gives each company the state that was really committed.
+    """
+
+    def __init__(self, message: str, *, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+
+
 class FencedError(PublishError):
     """Another instance with the same transactional id took over; this one must stop."""
 
@@ -199,6 +212,7 @@ class Publisher:
         commit_timeout_s: float = 30.0,
         on_commit: Callable[[CommitStats], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
+        checkpoint_topic: str | None = None,
     ) -> None:
         self._kwargs = dict(client_kwargs)
         self._txn_id = transactional_id
@@ -213,6 +227,10 @@ class Publisher:
         self._healthy = asyncio.Event()
         self._fenced: FencedError | None = None
         self._dead: PublishError | None = None
+        self._checkpoint_topic = checkpoint_topic
+        # Failed transactions so far, and the checkpoint read after the latest of them.
+        self._epoch = 0
+        self._resynced: tuple[int, CompanyStates] = (0, {})
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[_Batch] = []
         self._closing = False
@@ -270,7 +288,7 @@ class Publisher:
         self._inflight = []
         self._fail_queued(error)
 
-    async def _connect_until_ready(self) -> None:
+    async def _connect_until_ready(self, *, mark_healthy: bool = True) -> None:
         assert self._stop is not None
         failures = 0
         while True:
@@ -286,11 +304,15 @@ class Publisher:
                     raise PublishError("stopped while waiting for Kafka") from exc
                 continue
             self._producer = producer
-            if self.last_error is not None:
-                log.info("kafka_recovered")
-            self._healthy.set()
-            self.last_error = None
+            if mark_healthy:
+                self._recovered()
             return
+
+    def _recovered(self) -> None:
+        if self.last_error is not None:
+            log.info("kafka_recovered")
+        self._healthy.set()
+        self.last_error = None
 
     def _mark_failed(self, message: str) -> None:
         self._healthy.clear()
@@ -336,7 +358,10 @@ class Publisher:
             # Kept until the next group: if this loop dies, the done-callback fails it.
             group = self._inflight = self._take_group(first)
             try:
-                await asyncio.wait_for(self._commit(group), self._commit_timeout_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as the commit finishes, and stop() would then wait forever.
+                async with asyncio.timeout(self._commit_timeout_s):
+                    await self._commit(group)
             except ProducerFenced as exc:
                 self._fenced = FencedError(
                     f"another instance with transactional id {self._txn_id!r} took over: {exc}"
@@ -344,10 +369,14 @@ class Publisher:
                 log.error("kafka_fenced", transactional_id=self._txn_id)
                 raise self._fenced from exc  # the done-callback fails every waiting batch
             except (TimeoutError, KafkaError, OSError) as exc:
-                self._fail(group, PublishError(f"transaction failed: {exc!r}"))
+                # Whether EndTxn reached the coordinator is unknown: never call it failed.
+                self._epoch += 1
+                self._fail(
+                    group, CommitUncertain(f"transaction failed: {exc!r}", epoch=self._epoch)
+                )
                 self._mark_failed(f"transaction failed: {exc!r}")
                 try:
-                    await self._recycle_producer()
+                    await self._recover()
                 except PublishError:
                     return  # stopped while Kafka was away
 
@@ -393,6 +422,34 @@ class Publisher:
             if not batch.done.done():
                 batch.done.set_exception(exc)
 
+    async def _recover(self) -> None:
+        """A fresh producer (completing or aborting the open transaction), then the checkpoint."""
+        while True:
+            await self._recycle_producer()
+            if self._checkpoint_topic is None:
+                break
+            epoch = self._epoch
+            try:
+                # Only now is the outcome of the uncertain transaction settled and readable.
+                states = await restore_state(self._kwargs, self._checkpoint_topic)
+            except (KafkaError, OSError, PublishError) as exc:
+                self._mark_failed(f"checkpoint re-read failed: {exc!r}")
+                continue
+            self._resynced = (epoch, states)
+            log.info("checkpoint_reread", jobs=sum(len(s) for s in states.values()), epoch=epoch)
+            break
+        self._recovered()
+
+    def committed_state(self, company: str, epoch: int) -> dict[str, TrackedJob] | None:
+        """The company's committed state as re-read after failed transaction ``epoch``.
+
+        None while no re-read covers that epoch yet (or the publisher has no checkpoint topic).
+        """
+        read_at, states = self._resynced
+        if self._checkpoint_topic is None or read_at < epoch:
+            return None
+        return dict(states.get(company, {}))
+
     async def _recycle_producer(self) -> None:
         # After a failed transaction the producer may be in an error state it cannot leave;
         # a fresh one with the same transactional id bumps the epoch and starts clean.
@@ -400,15 +457,15 @@ class Publisher:
         if old is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.stop(), 10)
-        await self._connect_until_ready()
+        await self._connect_until_ready(mark_healthy=False)
 
     async def stop(self) -> None:
         """Stop accepting batches, fail what is still queued, close the producer."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
         self._fail_queued(PublishError("publisher stopped"))
         if self._producer is not None:
             with contextlib.suppress(Exception):

@@ -27,7 +27,7 @@ from streamer.cycle import cycle_records, settle
 from streamer.diff import DiffSettings, diff
 from streamer.encode import Record, TopicNames, encode_heartbeat, encode_notification
 from streamer.ips import AuthenticationFault, IpsError, IpsTransportError
-from streamer.kafka import FencedError, PublishError
+from streamer.kafka import CommitUncertain, FencedError, PublishError
 from streamer.metrics import Metrics
 from streamer.model import Heartbeat, JobLog, Snapshot, TrackedJob, event_type
 from streamer.retry import Backoff, Uniform, jittered, sleep_or_stop
@@ -80,6 +80,9 @@ class BatchSink(Protocol):
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Commit ``records`` atomically; raise :class:`PublishError` if not committed."""
+
+    def committed_state(self, company: str, epoch: int) -> dict[str, TrackedJob] | None:
+        """The company's committed state once re-read after an uncertain commit ``epoch``."""
 
 
 def company_source(endpoint: str, company_handle: str) -> str:
@@ -135,6 +138,8 @@ class CompanyPoller:
         self._prev_poll_at: datetime | None = None
         # A poll failed, or a cycle did not commit, since the last committed cycle.
         self._gap = False
+        # Set after an uncertain commit: the state must be re-read before the next diff.
+        self._resync_epoch: int | None = None
         self._degraded = False
         self._status.tracked_jobs = len(state)
 
@@ -207,6 +212,8 @@ class CompanyPoller:
 
     async def _cycle(self, started_wall: datetime, started: float) -> float | None:
         """poll -> diff -> job-log look-ups -> settle -> records -> publish -> advance."""
+        if self._resync_epoch is not None and not self._resync():
+            return self._backoff.delay(1, self._uniform)  # the re-read is not there yet
         self._status.last_poll_at = started_wall
         try:
             async with self._poll_sem:
@@ -258,6 +265,25 @@ class CompanyPoller:
             recovered=recovered or None,
         )
         return None
+
+    def _resync(self) -> bool:
+        """Continue from what Kafka really committed after an uncertain commit (False: not yet)."""
+        assert self._resync_epoch is not None
+        state = self._publisher.committed_state(self.handle, self._resync_epoch)
+        if state is None:
+            return False
+        log.info(
+            "company_state_reread",
+            company=self.handle,
+            jobs=len(state),
+            changed=state != self.state or None,
+        )
+        self.state = state
+        self._status.tracked_jobs = len(state)
+        # Which snapshot the committed state came from is not known: diff as after a restore.
+        self._prev_poll_at = None
+        self._resync_epoch = None
+        return True
 
     def _advance(self, state: dict[str, TrackedJob], now: datetime) -> None:
         """The cycle committed: its state is the new base of the next diff."""
@@ -362,6 +388,8 @@ class CompanyPoller:
             raise
         except PublishError as exc:
             self._gap = True
+            if isinstance(exc, CommitUncertain):
+                self._resync_epoch = exc.epoch
             self._status.state = "waiting_for_kafka"
             self._metrics.commit_failures.inc()
             log.warning("publish_failed", company=self.handle, error=str(exc))

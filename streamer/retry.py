@@ -68,5 +68,6 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
         return True
     if seconds > 0:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await stop.wait()
     return stop.is_set()

@@ -187,6 +187,8 @@ class Service:
                 commit_timeout_s=max(5.0, 2 * cfg.kafka.request_timeout_s),
                 on_commit=self._on_commit,
                 on_failure=self._on_kafka_failure,
+                # Re-read after a failed or uncertain transaction: pollers continue from it.
+                checkpoint_topic=self.topics.latest,
             )
             try:
                 await publisher.start(self.stop_event)

@@ -18,7 +18,7 @@ from streamer.encode import Record, TopicNames
 from streamer.kafka import PublishError
 from streamer.metrics import Metrics
 from streamer.model import JobLog, Snapshot, TrackedJob
-from streamer.poller import CompanyPoller, PollSettings
+from streamer.poller import BatchSink, CompanyPoller, PollSettings
 from streamer.status import CompanyStatus, ServiceStatus
 from tests.test_diff import COMPANY, T0
 
@@ -75,6 +75,13 @@ class FakeSink:
             raise self.fail
         self.batches.append(list(records))
 
+    #: What committed_state answers (None: no re-read yet).
+    reread: dict[str, TrackedJob] | None = None
+
+    def committed_state(self, company: str, epoch: int) -> dict[str, TrackedJob] | None:
+        """The state the test says Kafka really committed."""
+        return None if self.reread is None else dict(self.reread)
+
     def values(self, topic: str) -> list[dict[str, Any]]:
         """Committed JSON values of ``topic`` (tombstones left out), in commit order."""
         return [
@@ -121,6 +128,7 @@ class Rig:
     poller: CompanyPoller
     ips: ScriptedIps
     sink: FakeSink
+    publisher: BatchSink
     clock: ManualClock
     metrics: Metrics
     status: CompanyStatus
@@ -133,8 +141,10 @@ def rig(
     state: dict[str, TrackedJob] | None = None,
     poll: PollSettings | None = None,
     diff: DiffSettings | None = None,
+    publisher: BatchSink | None = None,
+    topics: TopicNames = TOPICS,
 ) -> Rig:
-    """A :class:`CompanyPoller` for :data:`COMPANY` on fakes and a manual clock."""
+    """A :class:`CompanyPoller` for :data:`COMPANY` on fakes (or ``publisher``), manual clock."""
     sink, clock, stop = FakeSink(), ManualClock(), asyncio.Event()
     service = ServiceStatus(started_at=T0)
     status = CompanyStatus(COMPANY, 5.0)
@@ -143,11 +153,11 @@ def rig(
     poller = CompanyPoller(
         handle=COMPANY,
         client=ips,
-        publisher=sink,
+        publisher=publisher or sink,
         state=dict(state or {}),
         poll=poll or PollSettings(interval_s=5.0, failures_before_degraded=3),
         diff_settings=diff or DiffSettings(poll_interval_s=5.0, log_max_attempts=2),
-        topics=TOPICS,
+        topics=topics,
         source="http://ips.test/companies/c%7Cacme",
         metrics=metrics,
         status=status,
@@ -159,7 +169,7 @@ def rig(
         uniform=lambda a, b: (a + b) / 2,
         sleep=clock.sleep,
     )
-    return Rig(poller, ips, sink, clock, metrics, status, stop)
+    return Rig(poller, ips, sink, publisher or sink, clock, metrics, status, stop)
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:

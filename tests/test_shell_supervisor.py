@@ -98,7 +98,7 @@ async def test_stop_with_a_stuck_worker_times_out() -> None:
 class _BrokenPublisher(Publisher):
     """A publisher whose commit loop dies on its first batch (a bug nobody expected)."""
 
-    async def _connect_until_ready(self) -> None:
+    async def _connect_until_ready(self, *, mark_healthy: bool = True) -> None:
         self._healthy.set()
 
     async def _commit(self, group: object) -> None:
