@@ -18,7 +18,7 @@ so the rule that decides what a cycle commits lives in one place:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from streamer.diff import DiffResult, DiffSettings, complete
@@ -30,9 +30,9 @@ from streamer.encode import (
     encode_heartbeat,
     encode_tombstone,
 )
-from streamer.model import Heartbeat, JobEvent, JobLog, TrackedJob
+from streamer.model import Heartbeat, JobEvent, JobLog, Snapshot, TrackedJob
 
-__all__ = ["Settled", "cycle_records", "settle"]
+__all__ = ["Settled", "cycle_records", "owned", "settle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,24 @@ class Settled:
     completed: tuple[str, ...]
     #: Vanished jobs still waiting for a final job log after this cycle.
     pending: tuple[str, ...]
+
+
+def owned(snapshot: Snapshot, company: str) -> Snapshot:
+    """``snapshot`` with every job attributed to ``company``, the company that was polled.
+
+    A job belongs to the company whose ``getActiveJobs`` listed it. Should IPS ever put another
+    ``companyHandle`` on a job, keeping it would file the job's checkpoint under that other
+    company, and every restart would observe it again as new.
+    """
+    if snapshot.company_handle == company and all(
+        j.company_handle == company for j in snapshot.jobs
+    ):
+        return snapshot
+    jobs = tuple(
+        j if j.company_handle == company else replace(j, company_handle=company)
+        for j in snapshot.jobs
+    )
+    return Snapshot(company, jobs)
 
 
 def settle(

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import structlog
 
-from streamer.cycle import cycle_records, settle
+from streamer.cycle import cycle_records, owned, settle
 from streamer.diff import DiffSettings, diff
 from streamer.encode import Record, TopicNames, encode_heartbeat, encode_notification
 from streamer.ips import AuthenticationFault, IpsError, IpsTransportError
@@ -223,6 +223,14 @@ class CompanyPoller:
             return await self._poll_failed(exc, kind, started_wall, time.perf_counter() - started)
         latency = time.perf_counter() - started
         self._metrics.poll_latency.observe(latency)
+        listed = snapshot
+        snapshot = owned(listed, self.handle)
+        if snapshot is not listed:
+            log.warning(
+                "jobs_of_another_company",
+                company=self.handle,
+                others=sorted({j.company_handle for j in listed.jobs} - {self.handle})[:5],
+            )
         now = self._clock()
         result = diff(self.state, snapshot, now, self._diff, self._prev_poll_at, gap=self._gap)
         logs = await self._look_up(result.pending_completion)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamer.cycle import cycle_records, settle
+from streamer.cycle import cycle_records, owned, settle
 from streamer.diff import DiffResult, DiffSettings, diff
 from streamer.encode import TopicNames
 from streamer.model import Heartbeat, JobCompleted
@@ -68,3 +68,18 @@ def test_records_come_in_commit_order() -> None:
         (TOPICS.latest, b"j|1", True),
         (TOPICS.heartbeat, b"c|acme", False),
     ]
+
+
+def test_jobs_are_filed_under_the_polled_company() -> None:
+    """A job listed with another companyHandle is attributed to the company that was polled."""
+    from dataclasses import replace
+
+    from streamer.model import Snapshot
+
+    foreign = replace(job("j|1"), company_handle="c|other")
+    listed = Snapshot("c|acme", (foreign, job("j|2")))
+    mine = owned(listed, "c|acme")
+    assert [j.company_handle for j in mine.jobs] == ["c|acme", "c|acme"]
+    assert mine.jobs[1] is listed.jobs[1]
+    same = snap(job("j|3"))
+    assert owned(same, "c|acme") is same
