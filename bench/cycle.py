@@ -45,11 +45,11 @@ from bench.common import (
     table,
     write_results,
 )
+from streamer.checkpoint import encode_checkpoint
 from streamer.diff import DiffResult, DiffSettings, complete, diff
 from streamer.encode import (
     Record,
     TopicNames,
-    encode_checkpoint,
     encode_event,
     encode_heartbeat,
     encode_tombstone,

@@ -357,8 +357,9 @@ def observe(
 
 def cycle_batches(n_companies: int, n_jobs: int, n_cycles: int = 3) -> list[list[Any]]:
     """Encoded record batches of ``n_cycles`` cycles of every company, as the poller builds them."""
+    from streamer.checkpoint import encode_checkpoint
     from streamer.diff import DiffSettings, diff
-    from streamer.encode import TopicNames, encode_checkpoint, encode_event, encode_heartbeat
+    from streamer.encode import TopicNames, encode_event, encode_heartbeat
     from streamer.ips import ActiveJobsCache, decode_active_jobs
     from streamer.model import Heartbeat, Snapshot, TrackedJob
     from streamer.simulator.soap import NS_2014

@@ -33,7 +33,8 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import murmur2
 
-from streamer.encode import Record, TopicNames, decode_checkpoint
+from streamer.checkpoint import decode_checkpoint
+from streamer.encode import Record, TopicNames
 from streamer.model import TrackedJob
 
 log = structlog.get_logger("streamer.kafka")

@@ -18,11 +18,11 @@ from datetime import datetime
 
 import structlog
 
+from streamer.checkpoint import encode_checkpoint
 from streamer.diff import DiffSettings, complete, diff
 from streamer.encode import (
     Record,
     TopicNames,
-    encode_checkpoint,
     encode_event,
     encode_heartbeat,
     encode_notification,

@@ -1,4 +1,4 @@
-"""encode.py writes JSON text directly; it must be byte-for-byte what encoding the dicts gives."""
+"""jsontext.py writes JSON text directly; it must be byte-for-byte what encoding the dicts gives."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.encode import TopicNames, encode_checkpoint, encode_event
+from streamer.checkpoint import encode_checkpoint
+from streamer.encode import TopicNames, encode_event
 from streamer.model import (
     JobCompleted,
     JobEvent,
