@@ -9,7 +9,8 @@ equivalent dicts (``tests/test_encode_json.py`` compares both on generated value
 * every datetime is ISO-8601 with microseconds and its UTC offset
   (``2026-11-28T12:00:00.123000+00:00``); naive datetimes are refused;
 * non-finite task progress values (a ``NaN`` ``xsd:double``) become ``null``: JSON has no NaN;
-* a sub-job tree (:data:`~streamer.model.XmlTree`) becomes nested ``[name, value]`` pairs.
+* a sub-job tree (:data:`~streamer.model.XmlTree`) becomes nested ``[name, value]`` pairs, written
+  without recursion, so that no nesting depth exhausts the stack.
 
 Writing text field by field is three times faster than building dicts and encoding them, which
 matters when a cycle of a 10,000-job company writes 2,000 records.
@@ -48,7 +49,7 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=Fa
 _DT_CACHE: dict[tuple[datetime, tzinfo | None, int], str] = {}
 _DT_CACHE_SIZE = 8192
 _UTC_CACHE: dict[datetime, str] = {}
-_TREE_CACHE: dict[XmlTree, str] = {}
+_TREE_CACHE: dict[int, tuple[XmlTree, str]] = {}
 _TREE_CACHE_SIZE = 4096
 _STATUS_CACHE: dict[int, tuple[JobStatus, str]] = {}
 _STATUS_CACHE_SIZE = 4096
@@ -221,18 +222,40 @@ def _status_text(status: JobStatus) -> str:
 
 
 def _tree(tree: XmlTree) -> str:
-    # Sub-job trees repeat across jobs (the decoder shares equal ones): memoised by value.
-    text = _TREE_CACHE.get(tree)
-    if text is None:
-        pairs = [
-            f"[{_str(name)},{_str(value) if isinstance(value, str) else _tree(value)}]"
-            for name, value in tree
-        ]
-        text = f"[{','.join(pairs)}]"
-        if len(_TREE_CACHE) >= _TREE_CACHE_SIZE:
-            _TREE_CACHE.clear()
-        _TREE_CACHE[tree] = text
+    # Sub-job trees repeat across jobs and polls, and the IPS decoder shares equal ones, so
+    # the text is remembered by identity. Not by value: comparing two equal but distinct deep
+    # trees recurses in C and raises RecursionError from about 1,000 levels.
+    hit = _TREE_CACHE.get(id(tree))
+    if hit is not None and hit[0] is tree:
+        return hit[1]
+    text = _tree_text(tree)
+    if len(_TREE_CACHE) >= _TREE_CACHE_SIZE:
+        _TREE_CACHE.clear()
+    _TREE_CACHE[id(tree)] = (tree, text)  # holds the tree: its id stays its own
     return text
+
+
+def _tree_text(tree: XmlTree) -> str:
+    # An explicit stack of (node, next pair index) instead of recursion: a sub-job element
+    # nested a few hundred levels deep must not kill the daemon (issue 9).
+    parts = ["["]
+    append = parts.append
+    stack: list[tuple[XmlTree, int]] = [(tree, 0)]
+    while stack:
+        node, i = stack.pop()
+        if i == len(node):
+            append("]]" if stack else "]")  # this node's list, and the pair holding it
+            continue
+        if i:
+            append(",")
+        name, value = node[i]
+        stack.append((node, i + 1))
+        if isinstance(value, str):
+            append(f"[{_str(name)},{_str(value)}]")
+        else:
+            append(f"[{_str(name)},[")
+            stack.append((value, 0))
+    return "".join(parts)
 
 
 def _sub_job(sub: SubJob | None) -> str:
