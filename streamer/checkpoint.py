@@ -9,17 +9,19 @@ holds the whole tracked job plus ``company`` and round-trips exactly through
 * its ``ce_id`` is ``<jobHandle>:<sequence>:<digest of the value>``: a checkpoint also changes
   without a new event (a vanished job, a held-back progress change); ``ce_time`` is the latest of
   the job's times;
-* reading it back refuses wrong JSON types rather than coercing them.
+* reading it back refuses wrong JSON types rather than coercing them, and works at any nesting
+  depth of the sub-job tree, as writing it does.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
+from streamer import deepjson
 from streamer.encode import Record, TopicNames, cloudevent_headers
 from streamer.jsontext import datetime_text, tracked_json
 from streamer.model import (
@@ -67,7 +69,7 @@ def encode_checkpoint(
 def decode_checkpoint(value: bytes) -> TrackedJob:
     """Rebuild a :class:`TrackedJob` from its ``latest`` record value (exact round trip)."""
     try:
-        raw = json.loads(value)
+        raw = deepjson.loads(value)
         # Memory: restoring 100k jobs; equal timestamps share one object, as in diff.
         dts: dict[str, datetime] = {}
         snapshot = _snapshot_from(raw["snapshot"], dts)
@@ -162,11 +164,25 @@ def _status_from(raw: dict[str, Any], dts: dict[str, datetime]) -> JobStatus:
     )
 
 
-def _tree_from(raw: list[Any]) -> XmlTree:
-    tree: list[tuple[str, str | XmlTree]] = []
-    for name, value in raw:
-        tree.append((_as(name, str), value if isinstance(value, str) else _tree_from(value)))
-    return tuple(tree)
+def _tree_from(raw: Any) -> XmlTree:
+    # An explicit stack instead of recursion, like the writer's: any depth that was written
+    # can be read back. Each open node: its [name, value] pairs still to read, the pairs
+    # already rebuilt, and its own name in its parent.
+    top: list[tuple[str, str | XmlTree]] = []
+    stack: list[tuple[Iterator[Any], list[tuple[str, str | XmlTree]], str]] = [(iter(raw), top, "")]
+    while stack:
+        pairs, built, _ = stack[-1]
+        for name, value in pairs:
+            if isinstance(value, str):
+                built.append((_as(name, str), value))
+            else:  # a nested node: read it first, this node's iterator waits where it is
+                stack.append((iter(value), [], _as(name, str)))
+                break
+        else:
+            _, _, own_name = stack.pop()
+            if stack:
+                stack[-1][1].append((own_name, tuple(built)))
+    return tuple(top)
 
 
 def _snapshot_from(raw: dict[str, Any], dts: dict[str, datetime]) -> JobSnapshot:

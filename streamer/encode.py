@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from streamer import deepjson
 from streamer.jsontext import compact_json, datetime_text, event_json
 from streamer.model import Heartbeat, JobEvent, JobProgress, event_type
 
@@ -205,8 +206,8 @@ def encode_notification(
 
 
 def decode_event_value(value: bytes) -> dict[str, object]:
-    """Parse a record value (for consumers and tests)."""
-    parsed = json.loads(value)
+    """Parse a record value (for consumers and tests), at any nesting depth."""
+    parsed = deepjson.loads(value)
     if not isinstance(parsed, dict):
         raise ValueError("record value is not a JSON object")
     return parsed

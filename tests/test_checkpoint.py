@@ -1,4 +1,4 @@
-"""The checkpoint codec: TrackedJob → job.latest record → TrackedJob, exactly."""
+"""The checkpoint codec: TrackedJob → job.latest record → TrackedJob, exactly, at any tree depth."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from streamer.checkpoint import decode_checkpoint, encode_checkpoint
 from streamer.model import TrackedJob
 from tests.strategies import tracked_jobs
 from tests.test_encode import JOB, SOURCE, STATUS, T0, TOPICS, check_cloudevent, headers
+from tests.test_encode_json import deep_job, deep_tree, reference_checkpoint, with_deep_stack
 
 
 @settings(max_examples=200)
@@ -89,3 +90,33 @@ def test_malformed_sub_job_tree_is_refused(fields: object) -> None:
     raw["snapshot"]["subJob"]["fields"] = fields
     with pytest.raises(ValueError, match="malformed checkpoint"):
         decode_checkpoint(json.dumps(raw).encode())
+
+
+# -- deep sub-job trees (issue 9) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [256, 400])
+def test_round_trip_at_the_ips_depth_limit(depth: int) -> None:
+    """A tree as deep as the IPS decoder allows (256) round-trips, written as json.dumps would."""
+    job = deep_job(deep_tree(depth))
+    tracked = TrackedJob(job, 3, T0, job.status, T0, T0)
+    record = encode_checkpoint(tracked, topics=TOPICS)
+    assert record.value == reference_checkpoint(tracked)
+    assert decode_checkpoint(record.value) == tracked
+
+
+def test_round_trip_5000_deep() -> None:
+    """A 5,000-deep tree (json.loads gives up near 500) is written and read back exactly."""
+    job = deep_job(deep_tree(5000))
+    tracked = TrackedJob(job, 3, T0, job.status, T0, T0)
+    record = encode_checkpoint(tracked, topics=TOPICS)
+    assert record.value is not None
+    with pytest.raises(RecursionError):
+        json.loads(record.value)  # the premise: the stdlib's recursive reader cannot
+    restored = decode_checkpoint(record.value)
+    assert restored.snapshot.sub_job is not None
+    assert job.sub_job is not None
+    assert restored.snapshot.sub_job.fields is not job.sub_job.fields  # rebuilt, not shared
+    assert encode_checkpoint(restored, topics=TOPICS).value == record.value
+    assert with_deep_stack(lambda: restored == tracked)
+    assert with_deep_stack(lambda: reference_checkpoint(tracked)) == record.value

@@ -50,6 +50,7 @@ from streamer.model import (
     event_type,
 )
 from tests.strategies import heartbeats, histories, job_events, texts
+from tests.test_encode_json import deep_job, deep_tree
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, 123000, tzinfo=UTC)
 SOURCE = "https://s7sps1apissl.scene7.com/scene7/services/IpsApiService/companies/c%7C1"
@@ -428,6 +429,18 @@ def test_decode_event_value_wants_an_object() -> None:
     """decode_event_value refuses JSON that is not an object."""
     with pytest.raises(ValueError, match="not a JSON object"):
         decode_event_value(b"[1]")
+
+
+def test_decode_event_value_reads_any_depth() -> None:
+    """A job.observed value with a 5,000-deep sub-job tree is encoded and parsed back."""
+    event = JobObserved("c|1", "j|1", 1, T0, deep_job(deep_tree(5000)))
+    record = encode_event(event, source=SOURCE, topics=TOPICS)
+    assert record.value is not None
+    value: dict[str, Any] = decode_event_value(record.value)
+    fields, depth = value["snapshot"]["subJob"]["fields"], 0
+    while fields[0][0] == "before":
+        fields, depth = fields[1][1], depth + 1
+    assert (depth, fields) == (5000, [["leaf", "x-end"]])
 
 
 @given(st.sampled_from(sorted(SCHEMA_IDS)))
