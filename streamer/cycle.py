@@ -21,15 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from streamer.checkpoint import encode_checkpoint
 from streamer.diff import DiffResult, DiffSettings, complete
-from streamer.encode import (
-    Record,
-    TopicNames,
-    encode_checkpoint,
-    encode_event,
-    encode_heartbeat,
-    encode_tombstone,
-)
+from streamer.encode import Record, TopicNames, encode_event, encode_heartbeat, encode_tombstone
 from streamer.model import Heartbeat, JobEvent, JobLog, Snapshot, TrackedJob
 
 __all__ = ["Settled", "cycle_records", "owned", "settle"]

@@ -33,7 +33,8 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import murmur2
 
-from streamer.encode import Record, TopicNames, decode_checkpoint
+from streamer.checkpoint import decode_checkpoint
+from streamer.encode import Record, TopicNames
 from streamer.model import TrackedJob
 from streamer.retry import Backoff, sleep_or_stop
 
@@ -155,7 +156,13 @@ async def restore_state(
                     if rec.value is None:
                         by_handle.pop(key, None)
                     else:
-                        by_handle[key] = decode_checkpoint(rec.value)
+                        try:
+                            by_handle[key] = decode_checkpoint(rec.value)
+                        except ValueError as exc:
+                            # One unreadable record must not stop every restart: that job is
+                            # observed again on the next poll (flagged seenAfterStart).
+                            by_handle.pop(key, None)
+                            log.error("checkpoint_record_unreadable", job=key, error=str(exc)[:300])
             for tp in list(remaining):
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)

@@ -1,9 +1,12 @@
-"""Records on the wire: topics, keys, JSON values, CloudEvents headers and JSON Schemas."""
+"""Records on the wire: topics, keys, JSON values, CloudEvents headers and JSON Schemas.
+
+The checkpoint codec has its own tests in test_checkpoint.py, the JSON writer in
+test_encode_json.py.
+"""
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -15,14 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from streamer.checkpoint import decode_checkpoint, encode_checkpoint
 from streamer.diff import DiffSettings, diff
 from streamer.encode import (
     SCHEMA_IDS,
     Record,
     TopicNames,
-    decode_checkpoint,
     decode_event_value,
-    encode_checkpoint,
     encode_event,
     encode_heartbeat,
     encode_notification,
@@ -47,7 +49,8 @@ from streamer.model import (
     TrackedJob,
     event_type,
 )
-from tests.strategies import heartbeats, histories, job_events, texts, tracked_jobs
+from tests.strategies import heartbeats, histories, job_events, texts
+from tests.test_encode_json import deep_job, deep_tree
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, 123000, tzinfo=UTC)
 SOURCE = "https://s7sps1apissl.scene7.com/scene7/services/IpsApiService/companies/c%7C1"
@@ -303,69 +306,7 @@ def test_non_finite_task_progress_becomes_null() -> None:
     assert value["status"]["taskProgress"][0]["progress"] is None
 
 
-# -- checkpoints -----------------------------------------------------------------------------
-
-
-@settings(max_examples=200)
-@given(tracked_jobs)
-def test_checkpoint_round_trip(tracked: TrackedJob) -> None:
-    """Any TrackedJob survives encode_checkpoint → decode_checkpoint exactly, schema-valid."""
-    record = encode_checkpoint(tracked, topics=TOPICS)
-    assert record.topic == "ips.jobs.latest"
-    value = check_cloudevent(record, "job.latest", tracked.snapshot.job_handle, tracked.sequence)
-    assert value["company"] == tracked.snapshot.company_handle
-    assert record.value is not None
-    assert decode_checkpoint(record.value) == tracked
-
-
-def test_checkpoint_restore_shares_the_published_status() -> None:
-    """When the published status equals the snapshot's, the restored record holds one object."""
-    tracked = TrackedJob(JOB, 4, T0, STATUS, T0, T0)
-    record = encode_checkpoint(tracked, topics=TOPICS, source=SOURCE)
-    assert headers(record)["ce_source"] == SOURCE
-    assert record.value is not None
-    restored = decode_checkpoint(record.value)
-    assert restored == tracked
-    assert restored.last_progress_status is restored.snapshot.status
-    assert restored.last_seen_at is restored.last_moved_at
-
-
-def test_checkpoint_ids_differ_when_the_record_does() -> None:
-    """Two checkpoints of one sequence (e.g. vanished later) get different ce_ids."""
-    tracked = TrackedJob(JOB, 4, T0, STATUS, T0, T0)
-    vanished = replace(tracked, vanished_at=T0 + timedelta(seconds=5))
-    first, second = (
-        headers(encode_checkpoint(t, topics=TOPICS))["ce_id"] for t in (tracked, vanished)
-    )
-    assert first.startswith("j|1:4:")
-    assert first != second
-    assert headers(encode_checkpoint(vanished, topics=TOPICS))["ce_time"].startswith(
-        "2026-11-28T12:00:05"
-    )
-
-
-@pytest.mark.parametrize(
-    "value",
-    [b"[]", b"{}", b"not json", b'{"snapshot": 1}'],
-)
-def test_malformed_checkpoint_is_a_value_error(value: bytes) -> None:
-    """A checkpoint that cannot be read raises ValueError, whatever is wrong with it."""
-    with pytest.raises(ValueError, match="malformed checkpoint"):
-        decode_checkpoint(value)
-
-
-def test_checkpoint_with_wrong_types_is_refused() -> None:
-    """Wrong JSON types (a string sequence, a numeric handle) are refused, not coerced."""
-    good = encode_checkpoint(TrackedJob(JOB, 4, T0, STATUS, T0, T0), topics=TOPICS).value
-    assert good is not None
-    for path, bad in ((("sequence",), "4"), (("snapshot", "jobHandle"), 7), (("stalled",), 0)):
-        raw = json.loads(good)
-        target = raw
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = bad
-        with pytest.raises(ValueError, match="malformed checkpoint"):
-            decode_checkpoint(json.dumps(raw).encode())
+# -- tombstones ------------------------------------------------------------------------------
 
 
 def test_tombstone() -> None:
@@ -488,6 +429,18 @@ def test_decode_event_value_wants_an_object() -> None:
     """decode_event_value refuses JSON that is not an object."""
     with pytest.raises(ValueError, match="not a JSON object"):
         decode_event_value(b"[1]")
+
+
+def test_decode_event_value_reads_the_deepest_allowed_tree() -> None:
+    """A job.observed value with a 256-deep sub-job tree (the decoder's limit) reads back."""
+    event = JobObserved("c|1", "j|1", 1, T0, deep_job(deep_tree(256)))
+    record = encode_event(event, source=SOURCE, topics=TOPICS)
+    assert record.value is not None
+    value: dict[str, Any] = decode_event_value(record.value)
+    fields, depth = value["snapshot"]["subJob"]["fields"], 0
+    while fields[0][0] == "before":
+        fields, depth = fields[1][1], depth + 1
+    assert (depth, fields) == (256, [["leaf", "x-end"]])
 
 
 @given(st.sampled_from(sorted(SCHEMA_IDS)))

@@ -1,17 +1,21 @@
-"""encode.py writes JSON text directly; it must be byte-for-byte what encoding the dicts gives."""
+"""jsontext.py writes JSON text directly; it must be byte-for-byte what encoding the dicts gives."""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.encode import TopicNames, encode_checkpoint, encode_event
+from streamer.checkpoint import encode_checkpoint
+from streamer.encode import TopicNames, encode_event
 from streamer.model import (
     JobCompleted,
     JobEvent,
@@ -289,3 +293,92 @@ def test_any_rate(rate: float) -> None:
     assert outcome(lambda: encode_event(event, source=SOURCE, topics=TOPICS).value) == outcome(
         lambda: reference_event(event)
     )
+
+
+# ------------------------------------------------------------------------------------------
+# Deep sub-job trees (issue 9)
+# ------------------------------------------------------------------------------------------
+
+_R = TypeVar("_R")
+
+
+def deep_tree(depth: int, tag: str = "x") -> XmlTree:
+    """A tree ``depth`` levels deep: each level a leaf, the next level, another leaf."""
+    tree: XmlTree = (("leaf", f"{tag}-end"),)
+    for level in reversed(range(depth)):
+        tree = (("before", f"{tag}{level}"), ("child", tree), ("after", '\u00e9"'))
+    return tree
+
+
+def deep_tree_json(depth: int, tag: str = "x") -> str:
+    """The JSON text of ``deep_tree(depth, tag)``, spelled out without any JSON encoder."""
+    opens = "".join(f'[["before","{tag}{level}"],["child",' for level in range(depth))
+    closes = '],["after","\u00e9\\""]]' * depth
+    return f'{opens}[["leaf","{tag}-end"]]{closes}'
+
+
+def deep_job(tree: XmlTree) -> JobSnapshot:
+    """A job whose sub-job element holds ``tree``."""
+    status = JobStatus("Running", 5, "m", AT, 0, ())
+    return JobSnapshot(
+        "c", "j", "n", "o", "t", "u", None, None, "s", AT, None, status, SubJob("exportJob", tree)
+    )
+
+
+def with_deep_stack(fn: Callable[[], _R]) -> _R:
+    """``fn()`` in a thread with a large stack and recursion limit: the stdlib reference
+    (json.dumps, tuple ==) recurses per level, and only the code under test must not."""
+    result: list[_R] = []
+    limit = sys.getrecursionlimit()
+    old_size = threading.stack_size(512 * 1024 * 1024)
+    sys.setrecursionlimit(100_000)
+    try:
+        worker = threading.Thread(target=lambda: result.append(fn()))
+        worker.start()
+        worker.join()
+    finally:
+        sys.setrecursionlimit(limit)
+        threading.stack_size(old_size)
+    assert result, "the reference raised in its thread"
+    return result[0]
+
+
+def test_deep_tree_helper_spells_json() -> None:
+    """The spelled-out text of a deep tree is what json.dumps writes for it (helper check)."""
+    assert deep_tree_json(3) == _JSON.encode(_tree(deep_tree(3)))
+    assert deep_tree_json(0) == _JSON.encode(_tree(deep_tree(0)))
+
+
+@pytest.mark.parametrize("depth", [1, 256, 400])
+def test_deep_tree_matches_dict_encoding(depth: int) -> None:
+    """Up to the depths json.dumps itself manages (256 is the IPS decoder's limit), same bytes."""
+    job = deep_job(deep_tree(depth))
+    tracked = TrackedJob(job, 3, AT, job.status, AT, AT)
+    assert encode_checkpoint(tracked, topics=TOPICS).value == reference_checkpoint(tracked)
+    event = JobObserved("c", "j", 1, AT, job)
+    assert encode_event(event, source=SOURCE, topics=TOPICS).value == reference_event(event)
+
+
+def test_tree_5000_deep_is_written_without_recursion() -> None:
+    """A 5,000-deep tree is written at the default recursion limit, exactly as json.dumps would."""
+    job = deep_job(deep_tree(5000))
+    event = JobObserved("c", "j", 1, AT, job)
+    value = encode_event(event, source=SOURCE, topics=TOPICS).value
+    assert value is not None
+    assert deep_tree_json(5000).encode() in value
+    assert value == with_deep_stack(lambda: reference_event(event))
+    tracked = TrackedJob(job, 3, AT, job.status, AT, AT)
+    written = encode_checkpoint(tracked, topics=TOPICS).value
+    assert written == with_deep_stack(lambda: reference_checkpoint(tracked))
+
+
+def test_equal_deep_trees_that_are_distinct_objects() -> None:
+    """Equal but distinct deep trees (after a restore, say) are written alike, without comparing
+    them (tuple == recurses)."""
+    first, second = deep_tree(5000, "t"), deep_tree(5000, "t")
+    assert first is not second
+    texts = [
+        encode_event(JobObserved("c", "j", 1, AT, deep_job(tree)), source=SOURCE, topics=TOPICS)
+        for tree in (first, second, first)
+    ]
+    assert texts[0] == texts[1] == texts[2]
