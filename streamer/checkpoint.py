@@ -203,4 +203,5 @@ def _snapshot_from(raw: dict[str, Any], dts: dict[str, datetime]) -> JobSnapshot
         sub_job=None
         if sub is None
         else SubJob(element=_as(sub["element"], str), fields=_tree_from(sub["fields"])),
+        truncated=_as(raw.get("truncated", False), bool),
     )

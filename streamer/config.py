@@ -240,6 +240,8 @@ class KafkaConfig(_Section):
     max_batch_records: PositiveInt = 20000
     commit_interval_s: NonNegativeFloat = 0.0  # how long a group commit waits for more cycles
     heartbeat: bool = True
+    #: Largest record the streamer writes; keep it below the broker's message.max.bytes.
+    max_record_bytes: int = Field(default=1_000_000, ge=16_384, le=8 * 1024 * 1024)
     _file_password: SecretStr | None = PrivateAttr(default=None)
 
     @property

@@ -172,9 +172,20 @@ def encode_heartbeat(hb: Heartbeat, *, source: str, topics: TopicNames) -> Recor
 
 
 def encode_notification(
-    kind: str, company_handle: str, message: str, at: datetime, *, source: str, topics: TopicNames
+    kind: str,
+    company_handle: str,
+    message: str,
+    at: datetime,
+    *,
+    source: str,
+    topics: TopicNames,
+    job: tuple[str, str] | None = None,
 ) -> Record:
-    """An operational notification (``kind`` is snake_case, e.g. ``company_unreachable``)."""
+    """An operational notification (``kind`` is snake_case, e.g. ``company_unreachable``).
+
+    ``job`` is ``(topic, jobHandle)`` of the record a ``record_rejected`` dead letter stands for;
+    it is part of the event id, so several dead letters of one cycle keep distinct ids.
+    """
     if not _KIND.fullmatch(kind):
         raise ValueError(f"notification kind must be snake_case: {kind!r}")
     at_iso = datetime_text(at)
@@ -188,6 +199,9 @@ def encode_notification(
         "message": message,
         "at": at_iso,
     }
+    if job is not None:
+        event_id = value["eventId"] = f"{event_id}:{job[0]}:{job[1]}"
+        value["topic"], value["jobHandle"] = job
     return Record(
         topic=topics.notifications,
         key=company_handle.encode(),

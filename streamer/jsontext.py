@@ -132,6 +132,16 @@ def tracked_json(t: TrackedJob) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def snapshot_json(job: JobSnapshot) -> str:
+    """A job snapshot as the JSON text every record that carries it writes."""
+    return _snapshot(job)
+
+
+def status_json(status: JobStatus) -> str:
+    """A job status as the JSON text every record that carries it writes."""
+    return _status(status)
+
+
 def _dt_text(value: datetime) -> str:
     text = value.isoformat()  # twice as fast as isoformat(timespec=...): keyword parsing
     if not value.microsecond:
@@ -264,6 +274,10 @@ def _sub_job(sub: SubJob | None) -> str:
     return f'{{"element":{_str(sub.element)},"fields":{_tree(sub.fields)}}}'
 
 
+#: Written only on a cut job, so that every other record stays as it was.
+_TRUNCATED = ',"truncated":true'
+
+
 def _snapshot(job: JobSnapshot) -> str:
     return (
         f'{{"companyHandle":{_str(job.company_handle)}'
@@ -278,7 +292,8 @@ def _snapshot(job: JobSnapshot) -> str:
         f',"startDate":"{datetime_text(job.start_date)}"'
         f',"triggerTime":{_opt_time(job.trigger_time)}'
         f',"status":{_status(job.status)}'
-        f',"subJob":{_sub_job(job.sub_job)}}}'
+        f',"subJob":{_sub_job(job.sub_job)}'
+        f"{_TRUNCATED if job.truncated else ''}}}"
     )
 
 

@@ -27,8 +27,13 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
     KafkaError,
+    MessageSizeTooLargeError,
     ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
     TopicAlreadyExistsError,
 )
 from aiokafka.partitioner import murmur2
@@ -48,6 +53,48 @@ KAFKA_BACKOFF = Backoff(initial_s=1.0, max_s=15.0)
 
 class PublishError(Exception):
     """A batch was not committed; nothing of it is visible to read_committed consumers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One record Kafka refused for what it is (its size, its content), not for its broker."""
+
+    topic: str
+    key: bytes | None
+    reason: str
+
+
+class RecordRejected(PublishError):
+    """The batch was not committed because Kafka refused some of its records.
+
+    The transaction was aborted for sure. The caller may publish the batch again without the
+    rejected records (the publisher already committed the other batches of the group).
+    """
+
+    def __init__(self, rejections: Sequence[Rejection]) -> None:
+        names = ", ".join(
+            f"{r.topic}/{(r.key or b'').decode(errors='replace')}" for r in rejections
+        )
+        super().__init__(f"Kafka refused {len(rejections)} record(s): {names[:300]}")
+        self.rejections = tuple(rejections)
+
+
+class _GroupRejected(Exception):
+    """Records of some batches of a group were refused; the transaction was aborted."""
+
+    def __init__(self, by_batch: dict[int, list[Rejection]]) -> None:
+        super().__init__(f"records refused in {len(by_batch)} batch(es)")
+        self.by_batch = by_batch
+
+
+#: Errors that concern one record, not the broker: the other records can still be committed.
+_PER_RECORD_ERRORS = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+)
 
 
 class CommitUncertain(PublishError):
@@ -240,6 +287,10 @@ class Publisher:
         self._resynced: tuple[int, CompanyStates] = (0, {})
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[_Batch] = []
+        # Batches to commit again before the queue (they shared a group with refused records),
+        # and how many of the next transactions carry a single batch to find the culprit.
+        self._retry: list[_Batch] = []
+        self._solo = 0
         self._closing = False
         self._stop: asyncio.Event | None = None
         self.last_error: str | None = None
@@ -349,17 +400,21 @@ class Publisher:
         await done
 
     def _take_group(self, first: _Batch) -> list[_Batch]:
+        if self._solo > 0:
+            self._solo -= 1  # isolating a refused group: one cycle per transaction
+            return [first]
         group = [first]
         count = len(first.records)
-        while count < self._max_records and not self._queue.empty():
-            nxt = self._queue.get_nowait()
+        while count < self._max_records and (self._retry or not self._queue.empty()):
+            nxt = self._retry.pop(0) if self._retry else self._queue.get_nowait()
             group.append(nxt)
             count += len(nxt.records)
         return group
 
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
+            # Batches that shared a transaction with refused records go first.
+            first = self._retry.pop(0) if self._retry else await self._queue.get()
             if self._commit_interval_s > 0:
                 await asyncio.sleep(self._commit_interval_s)
             # Kept until the next group: if this loop dies, the done-callback fails it.
@@ -375,6 +430,15 @@ class Publisher:
                 )
                 log.error("kafka_fenced", transactional_id=self._txn_id)
                 raise self._fenced from exc  # the done-callback fails every waiting batch
+            except _GroupRejected as exc:
+                self._isolate(group, exc.by_batch)
+                try:
+                    # After a refused record aiokafka's sequence numbers are off (the next
+                    # transaction fails with OutOfOrderSequenceNumber): start a fresh producer.
+                    await self._recycle_producer()
+                except PublishError:
+                    return  # stopped meanwhile
+                self._recovered()
             except (TimeoutError, KafkaError, OSError) as exc:
                 # Whether EndTxn reached the coordinator is unknown: never call it failed.
                 self._epoch += 1
@@ -387,6 +451,33 @@ class Publisher:
                 except PublishError:
                     return  # stopped while Kafka was away
 
+    def _isolate(self, group: list[_Batch], by_batch: dict[int, list[Rejection]]) -> None:
+        """Find who owns refused records without failing anyone else.
+
+        The broker refuses a whole record batch (every record of one partition in one request),
+        so the records named by the error are not necessarily the culprits. A refused group of
+        several cycles is therefore committed again one cycle per transaction; only a cycle that
+        is refused on its own fails, with :class:`RecordRejected` naming its refused records.
+        """
+        named = [
+            {
+                "topic": r.topic,
+                "key": (r.key or b"")[:200].decode(errors="replace"),
+                "error": r.reason,
+            }
+            for rs in by_batch.values()
+            for r in rs
+        ][:20]
+        if len(group) > 1:
+            self._retry[:0] = group
+            self._solo += len(group)
+            log.warning("records_rejected_in_group", records=named, batches=len(group))
+            return
+        batch = group[0]
+        if not batch.done.done():
+            batch.done.set_exception(RecordRejected(by_batch[0]))
+        log.warning("records_rejected", records=named)
+
     async def _commit(self, group: list[_Batch]) -> None:
         producer = self._producer
         assert producer is not None
@@ -394,15 +485,33 @@ class Publisher:
         await producer.begin_transaction()
         try:
             futures = []
-            for batch in group:
+            owners: list[tuple[int, Record]] = []
+            refused: dict[int, list[Rejection]] = {}
+            for i, batch in enumerate(group):
                 for rec in batch.records:
-                    futures.append(
-                        await producer.send(
+                    try:
+                        fut = await producer.send(
                             rec.topic, value=rec.value, key=rec.key, headers=list(rec.headers)
                         )
-                    )
-            await asyncio.gather(*futures)
+                    except _PER_RECORD_ERRORS as exc:
+                        refused.setdefault(i, []).append(Rejection(rec.topic, rec.key, repr(exc)))
+                        continue
+                    futures.append(fut)
+                    owners.append((i, rec))
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            for (i, rec), result in zip(owners, results, strict=True):
+                if isinstance(result, _PER_RECORD_ERRORS):
+                    refused.setdefault(i, []).append(Rejection(rec.topic, rec.key, repr(result)))
+                elif isinstance(result, BaseException):
+                    raise result
+            if refused:
+                raise _GroupRejected(refused)
             await producer.commit_transaction()
+        except _GroupRejected:
+            # Only a completed abort makes the refusal certain; if it fails, the outer handler
+            # sees that error and treats the whole group as uncertain.
+            await asyncio.wait_for(producer.abort_transaction(), 5)
+            raise
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.abort_transaction(), 5)
@@ -424,6 +533,8 @@ class Publisher:
                 batch.done.set_exception(exc)
 
     def _fail_queued(self, exc: Exception) -> None:
+        self._fail(self._retry, exc)
+        self._retry = []
         while not self._queue.empty():
             batch = self._queue.get_nowait()
             if not batch.done.done():

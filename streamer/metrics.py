@@ -86,6 +86,17 @@ class Metrics:
         self.job_log_lookups = Counter(
             "streamer_job_log_lookups", "getJobLogDetails calls by result", ["result"], registry=r
         )
+        self.jobs_truncated = Counter(
+            "streamer_jobs_truncated",
+            "Jobs cut to fit kafka.max_record_bytes (each time a cut job changes)",
+            registry=r,
+        )
+        self.records_rejected = Counter(
+            "streamer_records_rejected",
+            "Records that could not be published and went to the dead-letter notification",
+            ["reason"],
+            registry=r,
+        )
         self.cycles_late = Counter(
             "streamer_cycles_behind_schedule",
             "Cycles that started later than one interval after the previous one was due",

@@ -118,6 +118,9 @@ class JobSnapshot:
     trigger_time: datetime | None
     status: JobStatus
     sub_job: SubJob | None = None
+    #: True when the streamer cut fields so that the job's records fit Kafka's record limit
+    #: (see :mod:`streamer.limits`); the cut is deterministic, so the same reply cuts the same.
+    truncated: bool = False
 
     @property
     def state(self) -> str:

@@ -27,9 +27,10 @@ from streamer.cycle import cycle_records, owned, settle
 from streamer.diff import DiffSettings, diff
 from streamer.encode import Record, TopicNames, encode_heartbeat, encode_notification
 from streamer.ips import AuthenticationFault, IpsError, IpsTransportError
-from streamer.kafka import CommitUncertain, FencedError, PublishError
+from streamer.kafka import CommitUncertain, FencedError, PublishError, RecordRejected, Rejection
+from streamer.limits import fit, job_record_bytes
 from streamer.metrics import Metrics
-from streamer.model import Heartbeat, JobLog, Snapshot, TrackedJob, event_type
+from streamer.model import Heartbeat, JobLog, JobSnapshot, Snapshot, TrackedJob, event_type
 from streamer.retry import Backoff, Uniform, jittered, sleep_or_stop
 from streamer.status import CompanyStatus
 
@@ -51,6 +52,8 @@ class PollSettings:
     auth_backoff_s: float = 600.0
     failures_before_degraded: int = 3
     heartbeat: bool = True
+    #: Records above this are never sent: jobs are cut to fit (see streamer.limits).
+    max_record_bytes: int = 1_000_000
 
     @property
     def backoff(self) -> Backoff:
@@ -138,6 +141,8 @@ class CompanyPoller:
         self._prev_poll_at: datetime | None = None
         # A poll failed, or a cycle did not commit, since the last committed cycle.
         self._gap = False
+        # Per job handle: the last listed snapshot and what it was cut to (identity memo).
+        self._fitted: dict[str, tuple[JobSnapshot, JobSnapshot]] = {}
         # Set after an uncertain commit: the state must be re-read before the next diff.
         self._resync_epoch: int | None = None
         self._degraded = False
@@ -223,14 +228,7 @@ class CompanyPoller:
             return await self._poll_failed(exc, kind, started_wall, time.perf_counter() - started)
         latency = time.perf_counter() - started
         self._metrics.poll_latency.observe(latency)
-        listed = snapshot
-        snapshot = owned(listed, self.handle)
-        if snapshot is not listed:
-            log.warning(
-                "jobs_of_another_company",
-                company=self.handle,
-                others=sorted({j.company_handle for j in listed.jobs} - {self.handle})[:5],
-            )
+        snapshot = self._fit(self._owned(snapshot))
         now = self._clock()
         result = diff(self.state, snapshot, now, self._diff, self._prev_poll_at, gap=self._gap)
         logs = await self._look_up(result.pending_completion)
@@ -273,6 +271,43 @@ class CompanyPoller:
             recovered=recovered or None,
         )
         return None
+
+    def _owned(self, listed: Snapshot) -> Snapshot:
+        snapshot = owned(listed, self.handle)
+        if snapshot is not listed:
+            log.warning(
+                "jobs_of_another_company",
+                company=self.handle,
+                others=sorted({j.company_handle for j in listed.jobs} - {self.handle})[:5],
+            )
+        return snapshot
+
+    def _fit(self, snapshot: Snapshot) -> Snapshot:
+        """Cut jobs whose records would exceed the record limit (each job measured once)."""
+        limit = self._poll.max_record_bytes
+        memo, fitted = self._fitted, {}
+        jobs: list[JobSnapshot] = []
+        for job in snapshot.jobs:
+            seen = memo.get(job.job_handle)
+            if seen is not None and seen[0] is job:
+                out = seen[1]
+            else:
+                out = fit(job, limit)
+                if out is not job and (seen is None or not seen[1].truncated):
+                    self._metrics.jobs_truncated.inc()
+                    log.warning(
+                        "job_truncated",
+                        company=self.handle,
+                        job=job.job_handle,
+                        bytes=job_record_bytes(job),
+                        limit=limit,
+                    )
+            fitted[job.job_handle] = (job, out)
+            jobs.append(out)
+        self._fitted = fitted
+        if all(a is b for a, b in zip(jobs, snapshot.jobs, strict=True)):
+            return snapshot
+        return Snapshot(snapshot.company_handle, tuple(jobs))
 
     def _resync(self) -> bool:
         """Continue from what Kafka really committed after an uncertain commit (False: not yet)."""
@@ -390,16 +425,86 @@ class CompanyPoller:
         )
 
     async def _publish(self, records: Sequence[Record]) -> bool:
-        try:
-            await self._publisher.publish(records)
-        except FencedError:
-            raise
-        except PublishError as exc:
-            self._gap = True
-            if isinstance(exc, CommitUncertain):
-                self._resync_epoch = exc.epoch
-            self._status.state = "waiting_for_kafka"
-            self._metrics.commit_failures.inc()
-            log.warning("publish_failed", company=self.handle, error=str(exc))
-            return False
-        return True
+        """Commit the cycle; records Kafka refuses go to the dead letter, the rest is committed."""
+        records = self._within_limit(records)
+        for attempt in (1, 2):
+            try:
+                await self._publisher.publish(records)
+            except FencedError:
+                raise
+            except RecordRejected as exc:
+                if attempt == 1:
+                    records = self._dead_letters(records, exc.rejections)
+                    continue
+                return self._publish_failed(exc)
+            except PublishError as exc:
+                return self._publish_failed(exc)
+            return True
+        return False  # pragma: no cover - the loop always returns
+
+    def _publish_failed(self, exc: PublishError) -> bool:
+        self._gap = True
+        if isinstance(exc, CommitUncertain):
+            self._resync_epoch = exc.epoch
+        self._status.state = "waiting_for_kafka"
+        self._metrics.commit_failures.inc()
+        log.warning("publish_failed", company=self.handle, error=str(exc))
+        return False
+
+    def _within_limit(self, records: Sequence[Record]) -> list[Record]:
+        """Records above the record limit never reach Kafka: each becomes a dead letter."""
+        limit = self._poll.max_record_bytes
+        over = [
+            Rejection(r.topic, r.key, f"{size} bytes, above kafka.max_record_bytes ({limit})")
+            for r in records
+            if (size := record_bytes(r)) > limit
+        ]
+        return self._dead_letters(records, over) if over else list(records)
+
+    def _dead_letters(
+        self, records: Sequence[Record], rejections: Sequence[Rejection]
+    ) -> list[Record]:
+        """``records`` with each refused one replaced by a ``record_rejected`` notification."""
+        refused = {(r.topic, r.key): r for r in rejections}
+        out: list[Record] = []
+        now = self._clock()
+        for record in records:
+            why = refused.get((record.topic, record.key))
+            if why is None:
+                out.append(record)
+                continue
+            # The key may be what is too large: name the job by an excerpt.
+            job = (record.key or b"").decode(errors="replace")[:1000]
+            self._metrics.records_rejected.labels(_reason(why.reason)).inc()
+            log.error(
+                "record_rejected",
+                company=self.handle,
+                topic=record.topic,
+                job=job,
+                error=why.reason,
+            )
+            out.append(
+                encode_notification(
+                    "record_rejected",
+                    self.handle,
+                    f"record of job {job} on {record.topic} not published: {why.reason}"[:1000],
+                    now,
+                    source=self._source,
+                    topics=self._topics,
+                    job=(record.topic, job),
+                )
+            )
+        return out
+
+
+def record_bytes(record: Record) -> int:
+    """What a record weighs on the wire, roughly: key, value and headers."""
+    return (
+        len(record.key or b"")
+        + len(record.value or b"")
+        + sum(len(k) + len(v) for k, v in record.headers)
+    )
+
+
+def _reason(reason: str) -> str:
+    return "too_large" if "bytes" in reason or "TooLarge" in reason else "refused"

@@ -298,6 +298,7 @@ class Service:
                         auth_backoff_s=cfg.poll.auth_backoff_s,
                         failures_before_degraded=cfg.poll.failures_before_degraded,
                         heartbeat=cfg.kafka.heartbeat,
+                        max_record_bytes=cfg.kafka.max_record_bytes,
                     ),
                     diff_settings=DiffSettings(
                         progress_min_step=cfg.progress.min_step,

@@ -143,15 +143,16 @@ def rig(
     diff: DiffSettings | None = None,
     publisher: BatchSink | None = None,
     topics: TopicNames = TOPICS,
+    company: str = COMPANY,
 ) -> Rig:
     """A :class:`CompanyPoller` for :data:`COMPANY` on fakes (or ``publisher``), manual clock."""
     sink, clock, stop = FakeSink(), ManualClock(), asyncio.Event()
     service = ServiceStatus(started_at=T0)
-    status = CompanyStatus(COMPANY, 5.0)
-    service.companies[COMPANY] = status
+    status = CompanyStatus(company, 5.0)
+    service.companies[company] = status
     metrics = Metrics(service)
     poller = CompanyPoller(
-        handle=COMPANY,
+        handle=company,
         client=ips,
         publisher=publisher or sink,
         state=dict(state or {}),

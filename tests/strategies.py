@@ -137,6 +137,7 @@ def job_snapshots(
         trigger_time=st.none() | aware_datetimes,
         status=statuses,
         sub_job=st.none() | sub_jobs,
+        truncated=st.booleans(),
     )
 
 

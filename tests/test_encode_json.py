@@ -115,6 +115,7 @@ def _snapshot(job: JobSnapshot) -> dict[str, Any]:
         "triggerTime": _opt_dt(job.trigger_time),
         "status": _status(job.status),
         "subJob": None if sub is None else {"element": sub.element, "fields": _tree(sub.fields)},
+        **({"truncated": True} if job.truncated else {}),
     }
 
 
