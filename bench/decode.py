@@ -33,8 +33,9 @@ from bench.common import (
     table,
     write_results,
 )
-from streamer.ips import DEFAULT_WSDL, decode_active_jobs, zeep_decode_active_jobs
+from streamer.ips import DEFAULT_WSDL, decode_active_jobs
 from streamer.simulator.soap import NS_2014
+from tests.zeep_reference import zeep_decode_active_jobs
 
 SIZES = (100, 1_000, 10_000)
 TARGET_RATIO = 15.0

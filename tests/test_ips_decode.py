@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import FrozenInstanceError, dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,10 +23,10 @@ from streamer.ips import (
     find_fault,
     parse_envelope,
     raise_for_fault,
-    zeep_decode_active_jobs,
 )
 from streamer.ips.client import DEFAULT_WSDL
-from streamer.model import SUB_JOB_ELEMENTS, JobSnapshot
+from streamer.ips.constructors import fast_constructor
+from streamer.model import SUB_JOB_ELEMENTS, JobSnapshot, TaskItemProgress
 from tests.ips_strategies import (
     NS13,
     NS14,
@@ -33,6 +35,7 @@ from tests.ips_strategies import (
     active_jobs_reply,
     as_zeep_sees,
 )
+from tests.zeep_reference import zeep_decode_active_jobs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ips"
 GOOD_2014 = (
@@ -356,6 +359,14 @@ STRICT_CASES: dict[str, tuple[bytes, str]] = {
         _replace("active_jobs_one.xml", b"<progress>0</progress>", b"<progress/>"),
         "schema",
     ),
+    "empty_trigger_time": (
+        _replace(
+            "active_jobs_one.xml",
+            b"<triggerTime>2024-05-06T10:15:30.000-07:00</triggerTime>",
+            b"<triggerTime/>",
+        ),
+        "schema",
+    ),
     "bad_datetime": (
         _replace("active_jobs_one.xml", b"<startDate>2024-05-06T", b"<startDate>yesterday "),
         "schema",
@@ -609,8 +620,51 @@ def test_job_log_strictness() -> None:
     legacy = re.sub(rb"<dateCreated>[^<]*</dateCreated>", b"", fixture("job_log_details_fatal.xml"))
     (log,) = decode_job_logs(legacy.replace(b"2014-04-03", b"2013-02-15"), NS13)
     assert log.fatal_error is True
+    fatal = fixture("job_log_details_fatal.xml")
+    empty_date = re.sub(rb"<dateCreated>[^<]*</dateCreated>", b"<dateCreated/>", fatal)
+    with pytest.raises(IpsReplyError):
+        decode_job_logs(empty_date, NS14)
     bad_bool = _replace("job_log_details_fatal.xml", b"<fatalError>true", b"<fatalError>yes")
     with pytest.raises(IpsReplyError):
         decode_job_logs(bad_bool, NS14)
     with pytest.raises(IpsReplyError):
         decode_job_logs(fixture("active_jobs_one.xml"), NS14)
+
+
+def test_job_log_present_optional_elements_must_hold_values() -> None:
+    """An optional date or count that is there must be valid; only an absent one is None."""
+    (log,) = decode_job_logs(fixture("job_log_details_success.xml"), NS14)
+    assert log.start_date is not None
+    empty_start = re.sub(
+        rb"<startDate>[^<]*</startDate>", b"<startDate/>", fixture("job_log_details_success.xml")
+    )
+    with pytest.raises(IpsReplyError, match="JobLog #0"):
+        decode_job_logs(empty_start, NS14)
+    no_start = re.sub(rb"<startDate>[^<]*</startDate>", b"", fixture("job_log_details_success.xml"))
+    (log,) = decode_job_logs(no_start, NS14)
+    assert log.start_date is None
+
+
+# ------------------------------------------------------------------------------------------
+# Building blocks
+# ------------------------------------------------------------------------------------------
+
+
+def test_fast_constructor_builds_the_dataclass_values() -> None:
+    """fast_constructor makes values equal to the dataclass's, frozen; it refuses other classes."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    fields: dict[str, Any] = {"item_name": "a.jpg", "progress": 0.5, "progress_message": "m"}
+    made = fast_constructor(TaskItemProgress)(**fields, last_progress_update=when)
+    plain = TaskItemProgress(**fields, last_progress_update=when)
+    assert (made, hash(made), type(made)) == (plain, hash(plain), TaskItemProgress)
+    with pytest.raises(FrozenInstanceError):
+        made.progress = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError, match="not a frozen dataclass"):
+        fast_constructor(_Mutable)
+
+
+@dataclass
+class _Mutable:
+    """Not frozen: fast_constructor refuses it."""
+
+    x: int

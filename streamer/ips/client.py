@@ -5,9 +5,9 @@ knowing each operation's body namespace, SOAPAction and header element, and seri
 envelopes. It never touches the network (its blocking transport would stall the event loop) and
 never decodes replies (too slow for ten thousand jobs; see :mod:`streamer.ips.decode`).
 Each company's ``getActiveJobs`` replies go through an :class:`ActiveJobsCache`, so that jobs whose
-reply element did not change since the last poll are not parsed again.
-:func:`streamer.ips.reference.zeep_decode_active_jobs` keeps zeep's own reply mapping as the
-reference the fast decoder is tested and benchmarked against.
+reply element did not change since the last poll are not parsed again. zeep's own reply mapping,
+the oracle the fast decoder is tested and benchmarked against, lives with the tests
+(``tests/zeep_reference.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import zeep.exceptions
 from lxml import etree
 from zeep.wsdl.bindings.soap import Soap11Binding
 
-from streamer.ips.decode import decode_active_jobs, decode_job_logs, find_fault
+from streamer.ips.decode import decode_active_jobs, decode_job_logs
+from streamer.ips.envelope import find_fault
 from streamer.ips.errors import (
     IpsError,
     IpsFault,
@@ -270,11 +271,6 @@ class IpsClient:
     def job_cache(self, company_handle: str) -> ActiveJobsCache | None:
         """The reply cache of a company polled before (statistics, benchmarks)."""
         return self._job_caches.get(company_handle)
-
-    @property
-    def binding(self) -> _Binding:
-        """The loaded WSDL binding (zeep objects; for the reference decoder)."""
-        return self._binding
 
     async def get_job_log(self, company_handle: str, job_handle: str) -> JobLog | None:
         """``getJobLogDetails`` for one job; None when IPS has no log for it (yet)."""
