@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from streamer.ips import (
     AuthenticationFault,
@@ -26,6 +27,7 @@ from streamer.ips import (
 )
 from streamer.ips.client import DEFAULT_WSDL
 from streamer.ips.constructors import fast_constructor
+from streamer.ips.decode import MAX_SUB_JOB_DEPTH
 from streamer.model import SUB_JOB_ELEMENTS, JobSnapshot, TaskItemProgress
 from tests.ips_strategies import (
     NS13,
@@ -454,6 +456,35 @@ def test_2014_trigger_time_in_2013_reply_is_unexpected() -> None:
     body = fixture("active_jobs_one.xml").replace(b"2014-04-03", b"2013-02-15")
     with pytest.raises(IpsReplyError, match="triggerTime"):
         decode_active_jobs(body, NS13)
+
+
+def _deep_sub_job(levels: int) -> bytes:
+    """active_jobs_one.xml whose sub-job holds a chain of elements ``levels`` deep under the job
+    (the sub-job element is level 1, the innermost element holds text)."""
+    chain = b"<options>" * (levels - 1) + b"x" + b"</options>" * (levels - 1)
+    return _replace("active_jobs_one.xml", b"</uploadUrlsJob>", chain + b"</uploadUrlsJob>")
+
+
+def test_sub_job_nested_to_the_depth_limit_is_decoded() -> None:
+    """A sub-job tree exactly MAX_SUB_JOB_DEPTH levels deep is kept whole."""
+    (job,) = decode_active_jobs(_deep_sub_job(MAX_SUB_JOB_DEPTH), NS14)
+    assert job.sub_job is not None
+    name, value = job.sub_job.fields[-1]
+    levels = 2  # the outermost <options> is a child of the sub-job element
+    while isinstance(value, tuple):
+        ((name, value),) = value
+        levels += 1
+    assert (name, value, levels) == ("options", "x", MAX_SUB_JOB_DEPTH)
+
+
+@pytest.mark.parametrize("levels", [MAX_SUB_JOB_DEPTH + 1, 1_000, 2_000])
+def test_sub_job_nested_deeper_than_the_limit_is_a_malformed_reply(levels: int) -> None:
+    """Deeper sub-job trees (lxml parses up to 2,048) fail the poll: no RecursionError."""
+    body = _deep_sub_job(levels)
+    etree.fromstring(body, etree.XMLParser(huge_tree=True))  # well-formed: the limit is ours
+    with pytest.raises(IpsReplyError, match=f"deeper than {MAX_SUB_JOB_DEPTH}") as info:
+        decode_active_jobs(body, NS14)
+    assert info.value.kind == "malformed"
 
 
 # ------------------------------------------------------------------------------------------

@@ -9,9 +9,13 @@ children matched against the schema sequence once per distinct shape
 It is as strict as zeep's strict mode about everything it maps: a missing required element, an
 element out of order or unexpected, a body in another namespace, a bad value, a truncated or
 unparseable document all raise :class:`~streamer.ips.errors.IpsReplyError`. A partial answer must
-never look like a shorter job list (every missing job would look completed). The one place it is
-looser than zeep: sub-job definitions are kept as an opaque generic tree and not validated against
-their (large) schemas; nothing downstream computes on them.
+never look like a shorter job list (every missing job would look completed). Where it is looser
+or decides on its own:
+
+* sub-job definitions are kept as an opaque generic tree and not validated against their (large)
+  schemas; nothing downstream computes on them. A tree nested deeper than
+  :data:`MAX_SUB_JOB_DEPTH` levels under its job is refused as a malformed reply (kind
+  ``"malformed"``): such a reply is hostile or broken, and walking it would exhaust the stack;
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ from streamer.model import (
 
 if TYPE_CHECKING:
     from streamer.ips.reply_cache import ActiveJobsCache
+
+#: Deepest nesting of a sub-job tree, counted in elements below the ``ActiveJob`` (the sub-job
+#: element is level 1). The real schemas nest a handful of levels; lxml accepts 2,048 (huge_tree).
+MAX_SUB_JOB_DEPTH = 256
 
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 _fromisoformat = datetime.fromisoformat
@@ -101,12 +109,20 @@ def _opt(text: Any) -> str | None:
     return None if text is None or text is ABSENT else _intern(text)
 
 
-def _tree(element: etree._Element, local: dict[str, str], prefix: str) -> XmlTree:
+def _tree(element: etree._Element, local: dict[str, str], prefix: str, depth: int) -> XmlTree:
     """A sub-job element's children as a generic tree; all must be in ``prefix``'s namespace.
 
-    Elements with neither children nor text (or only whitespace) are left out: zeep maps them,
-    simple or complex, to ``None`` exactly like absent ones, and both decode paths must agree.
+    ``depth`` is the element's level under its job (the sub-job element is 1): no element may
+    be deeper than :data:`MAX_SUB_JOB_DEPTH`, so the recursion stays far from Python's limit,
+    also in a worker thread with a deep caller stack. Elements with neither children nor text
+    (or only whitespace) are left out: zeep maps them, simple or complex, to ``None`` exactly
+    like absent ones, and both decode paths must agree.
     """
+    if depth >= MAX_SUB_JOB_DEPTH and len(element):
+        raise IpsReplyError(
+            f"{envelope.tag(element)}: sub-job nested deeper than {MAX_SUB_JOB_DEPTH} levels",
+            kind="malformed",
+        )
     out: list[tuple[str, str | XmlTree]] = []
     append = out.append
     for child in element:
@@ -125,13 +141,13 @@ def _tree(element: etree._Element, local: dict[str, str], prefix: str) -> XmlTre
         if text is not None and not text.isspace():
             append((name, _intern(text)))
         elif len(child):
-            append((name, _tree(child, local, prefix)))
+            append((name, _tree(child, local, prefix, depth + 1)))
     return tuple(out)
 
 
 def _sub_job(element: etree._Element, nm: Names, name: str) -> SubJob:
     """The sub-job of an ActiveJob, its tree shared with equal ones decoded before."""
-    tree = _tree(element, nm.local, nm.prefix)
+    tree = _tree(element, nm.local, nm.prefix, 1)
     shared = _TREE_MEMO.get(tree)
     if shared is None:
         if len(_TREE_MEMO) >= _TREE_MEMO_SIZE:
