@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from streamer.diff import DiffSettings, diff
 from streamer.ips import (
     AuthenticationFault,
     AuthorizationFault,
@@ -28,7 +29,7 @@ from streamer.ips import (
 from streamer.ips.client import DEFAULT_WSDL
 from streamer.ips.constructors import fast_constructor
 from streamer.ips.decode import MAX_SUB_JOB_DEPTH
-from streamer.model import SUB_JOB_ELEMENTS, JobSnapshot, TaskItemProgress
+from streamer.model import SUB_JOB_ELEMENTS, JobObserved, JobSnapshot, Snapshot, TaskItemProgress
 from tests.ips_strategies import (
     NS13,
     NS14,
@@ -194,6 +195,40 @@ def test_task_progress_with_items() -> None:
         "assetHandleArray",
         (("items", "a|110|1|100"), ("items", "a|110|1|101")),
     )
+
+
+def _non_finite_progress(task: bytes, item: bytes) -> bytes:
+    """active_jobs_task_items.xml with task 2's progress set to ``task``, and task 1's and that
+    of task 2's first item to ``item``."""
+    body = _replace("active_jobs_task_items.xml", b">0.25<", b">" + task + b"<")
+    return body.replace(b"<progress>1.0</progress>", b"<progress>" + item + b"</progress>", 2)
+
+
+@pytest.mark.parametrize(
+    ("task", "item"), [(b"NaN", b"INF"), (b"INF", b"-INF"), (b"-INF", b"NaN"), (b"nan", b"inf")]
+)
+def test_non_finite_task_progress_reads_as_zero(task: bytes, item: bytes) -> None:
+    """A NaN or infinite task / task item progress decodes as 0.0, in zeep's mapping too."""
+    body = _non_finite_progress(task, item)
+    (job,) = decode_active_jobs(body, NS14)
+    tasks = job.status.task_progress
+    assert [t.progress for t in tasks] == [0.0, 0.0, 0.0]  # tasks 1 and 2; task 3 was 0
+    assert [i.progress for i in tasks[1].items] == [0.0, 0.5, 0.0]
+    assert zeep_decode_active_jobs(DEFAULT_WSDL, body) == (job,)
+
+
+def test_identical_polls_with_nan_progress_publish_no_progress_event() -> None:
+    """Two polls showing the same NaN progress are no change for the diff: no event at all."""
+    body = _non_finite_progress(b"NaN", b"NaN")
+    first, second = (decode_active_jobs(body, NS14) for _ in range(2))  # separate objects
+    assert first[0] is not second[0]
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    polled = diff({}, Snapshot("c|110", first), t0, DiffSettings(), None)
+    assert [type(e) for e in polled.events] == [JobObserved]
+    t1 = t0 + timedelta(seconds=5)
+    again = diff(polled.state, Snapshot("c|110", second), t1, DiffSettings(), t0)
+    assert again.events == ()
+    assert again.changed == ()
 
 
 @pytest.mark.parametrize(("index", "element"), list(enumerate(SUB_JOB_ELEMENTS)))

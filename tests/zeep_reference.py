@@ -4,11 +4,12 @@ Slow (about 0.7 ms per job) and never on the poll path: tests compare
 :func:`streamer.ips.decode.decode_active_jobs` against :func:`zeep_decode_active_jobs`, and the
 benchmarks (``bench/decode.py``) time both on the same replies. It loads the WSDL with zeep
 itself, independently of the client, and converts zeep's objects to the model values by the
-same documented rules (an absent optional string is None).
+same documented rules (absent optional strings are None, non-finite progress is 0.0).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
@@ -102,10 +103,10 @@ def _zint(value: Any) -> int:
     return value
 
 
-def _zfloat(value: Any) -> float:
+def _zprogress(value: Any) -> float:
     if not isinstance(value, float | int) or isinstance(value, bool):
         raise ValueError(f"expected double, got {value!r}")
-    return float(value)
+    return float(value) if math.isfinite(value) else 0.0
 
 
 def _zitems(array: Any) -> list[Any]:
@@ -139,13 +140,13 @@ def _job_from_zeep(j: Any) -> JobSnapshot:
             num_processed=_zint(t.numProcessed),
             num_processing=_zint(t.numProcessing),
             num_pending=_zint(t.numPending),
-            progress=_zfloat(t.progress),
+            progress=_zprogress(t.progress),
             progress_message=t.progressMessage or "",
             last_progress_update=_zdt(t.lastProgressUpdate),
             items=tuple(
                 TaskItemProgress(
                     item_name=i.itemName or "",
-                    progress=_zfloat(i.progress),
+                    progress=_zprogress(i.progress),
                     progress_message=i.progressMessage or "",
                     last_progress_update=_zdt(i.lastProgressUpdate),
                 )

@@ -16,11 +16,15 @@ or decides on its own:
   schemas; nothing downstream computes on them. A tree nested deeper than
   :data:`MAX_SUB_JOB_DEPTH` levels under its job is refused as a malformed reply (kind
   ``"malformed"``): such a reply is hostile or broken, and walking it would exhaust the stack;
+* a task's or task item's ``progress`` that is not finite (xsd:double allows ``NaN``, ``INF``,
+  ``-INF``) is read as ``0.0``, as if no progress was reported: NaN is unequal to itself, so
+  every poll would otherwise see the job move and publish a progress event.
 """
 
 from __future__ import annotations
 
 import gc
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +56,7 @@ MAX_SUB_JOB_DEPTH = 256
 
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 _fromisoformat = datetime.fromisoformat
+_isfinite = math.isfinite
 #: Texts that repeat across jobs (states, types, users, servers, messages) are interned: a
 #: tracked job then holds shared strings, not copies (memory at 100,000 tracked jobs).
 _intern = sys.intern
@@ -102,6 +107,12 @@ def _bool(text: str | None) -> bool:
         return _BOOLEANS[(text or "").strip()]
     except KeyError:
         raise ValueError(f"invalid xsd:boolean {text!r}") from None
+
+
+def _progress(text: Any) -> float:
+    """An xsd:double progress; NaN and infinities read as 0.0 (see the module docstring)."""
+    value = float(text)
+    return value if _isfinite(value) else 0.0
 
 
 def _opt(text: Any) -> str | None:
@@ -281,7 +292,7 @@ def _task(row: etree._Element, nm: Names) -> TaskProgress:
         num_processed=int(numProcessed),
         num_processing=int(numProcessing),
         num_pending=int(numPending),
-        progress=float(progress),
+        progress=_progress(progress),
         progress_message=_intern(progressMessage or ""),
         last_progress_update=_dt(lastProgressUpdate),
         items=items,
@@ -298,7 +309,7 @@ def _task_item(row: etree._Element, nm: Names) -> TaskItemProgress:
     itemName, progress, progressMessage, lastProgressUpdate = texts
     return _new_task_item_progress(
         item_name=_intern(itemName or ""),
-        progress=float(progress),
+        progress=_progress(progress),
         progress_message=_intern(progressMessage or ""),
         last_progress_update=_dt(lastProgressUpdate),
     )
