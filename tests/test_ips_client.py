@@ -319,6 +319,30 @@ async def test_fault_reason_never_shows_password(
     assert PASSWORD not in info.value.reason
 
 
+async def test_huge_fault_reason_reaches_callers_as_an_excerpt(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """A 3 MB fault reason is cut in str() (what logs and /status show), scrubbed first."""
+    prefix = "IpsApiFault 30000: "
+    # The password straddles the cut: masking must happen on the whole text, before cutting.
+    reason = "x" * (500 - len(prefix) - 4) + PASSWORD + "y" * 3_000_000
+    ips.body = (
+        (FIXTURES / "fault_ipsapi.xml")
+        .read_bytes()
+        .replace(b"Unexpected error: company handle c|999 not found", reason.encode())
+    )
+    ips.status = 500
+    client = await client_for(ips, session)
+    with pytest.raises(IpsApiFault) as info:
+        await client.get_active_jobs("c|110")
+    message = str(info.value)
+    assert message.startswith(prefix + "xxx")
+    assert len(message) < 550
+    assert message.endswith(" chars)")
+    assert PASSWORD[:4] not in message
+    assert info.value.code == 30000
+
+
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [

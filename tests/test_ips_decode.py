@@ -593,6 +593,32 @@ def test_fault_without_detail_is_plain_ips_fault() -> None:
     )
 
 
+def test_huge_fault_reason_is_cut_to_an_excerpt_in_the_message() -> None:
+    """A 3 MB fault reason: str() is a 500-character excerpt with the full length; code whole."""
+    reason = "x" * 3_000_000
+    body = _replace("fault_ipsapi.xml", b"Unexpected error: company", reason.encode() + b" company")
+    with pytest.raises(IpsApiFault) as info:
+        decode_active_jobs(body, NS14)
+    fault = info.value
+    message = str(fault)
+    assert message.startswith("IpsApiFault 30000: xxx")
+    assert message.endswith(f"... ({len('IpsApiFault 30000: ' + fault.reason):,} chars)")
+    assert len(message) < 550
+    assert (fault.code, fault.kind, fault.message) == (30000, "fault_ipsapi", message)
+    assert fault.reason.startswith(reason)  # the attribute keeps what IPS said
+
+
+def test_long_error_messages_are_cut_too() -> None:
+    """Any IpsError message (here a huge unexpected tag name) is cut the same way."""
+    tag = b"colour" + b"r" * 100_000
+    body = _replace("active_jobs_one.xml", b"<locale>", b"<" + tag + b"/><locale>")
+    with pytest.raises(IpsReplyError) as info:
+        decode_active_jobs(body, NS14)
+    assert len(str(info.value)) < 550
+    assert str(info.value).startswith("ActiveJob: missing element")
+    assert str(info.value).endswith(" chars)")
+
+
 @pytest.mark.parametrize(
     "name", ["fault_authentication.xml", "fault_authorization.xml", "fault_ipsapi.xml"]
 )

@@ -2,7 +2,9 @@
 
 Every error carries a short, stable ``kind`` usable as a metric label. Messages never contain the
 request (and so never the password): they name what went wrong, the operation and at most a short
-excerpt of what the server said.
+excerpt of what the server said. ``str()`` of every error is at most :data:`MAX_MESSAGE_CHARS`
+characters plus a note of the full length: it goes into logs, heartbeats and ``/status``, and a
+server can send a fault reason of megabytes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,15 @@ from lxml import etree
 
 #: Fault families by the local name of the ``soapenv:Fault/detail`` child element.
 FAULT_ELEMENTS: tuple[str, ...] = ("authenticationFault", "authorizationFault", "ipsApiFault")
+#: Longest message an error keeps (its start: the kind of fault and its code come first).
+MAX_MESSAGE_CHARS = 500
+
+
+def excerpt(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and ``"... (N chars)"`` when it is longer."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} chars)"
 
 
 class IpsError(Exception):
@@ -23,7 +34,7 @@ class IpsError(Exception):
     kind: str = "error"
 
     def __init__(self, message: str, *, kind: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(excerpt(message))
         if kind is not None:
             self.kind = kind
 
@@ -65,6 +76,7 @@ class IpsFault(IpsError):
 
     ``code`` and ``reason`` come from the fault detail (``0`` and ``""`` when the fault carries
     no IPS detail); ``fault_string``/``fault_code`` are the SOAP ``faultstring``/``faultcode``.
+    The attributes are whole; ``str()`` names the class and the code, then an excerpt of the reason.
     """
 
     kind = "fault"
