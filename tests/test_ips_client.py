@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog.testing
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from lxml import etree
@@ -230,6 +231,37 @@ async def test_get_job_log_empty_is_none(ips: FakeIps, session: aiohttp.ClientSe
     ips.answer("job_log_details_empty.xml")
     client = await client_for(ips, session)
     assert await client.get_job_log("c|110", "j|1") is None
+
+
+async def test_job_log_of_another_job_is_no_log(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """A log carrying another jobHandle is not taken: None, and a warning names both handles."""
+    ips.answer("job_log_details_fatal.xml")
+    client = await client_for(ips, session)
+    with structlog.testing.capture_logs() as logs:
+        assert await client.get_job_log("c|110", "j|110||other|9") is None
+    (warning,) = [e for e in logs if e["event"] == "job_log_handle_mismatch"]
+    assert warning["log_level"] == "warning"
+    assert (warning["job_handle"], warning["returned_job_handle"]) == (
+        "j|110||other|9",
+        "j|110||fatal|4",
+    )
+
+
+async def test_job_log_matching_the_handle_is_picked_among_several(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """Among several logs, the one whose jobHandle was asked for is returned, wherever it is."""
+    body = (FIXTURES / "job_log_details_fatal.xml").read_bytes()
+    start = body.index(b"<items>")
+    end = body.rindex(b"</items>") + len(b"</items>")
+    other = body[start:end].replace(b"j|110||fatal|4", b"j|110||other|9")
+    ips.body = body[:start] + other + body[start:]
+    client = await client_for(ips, session)
+    log = await client.get_job_log("c|110", "j|110||fatal|4")
+    assert log is not None
+    assert log.job_handle == "j|110||fatal|4"
 
 
 async def test_get_job_logs(ips: FakeIps, session: aiohttp.ClientSession) -> None:

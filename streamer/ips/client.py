@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiohttp
+import structlog
 import zeep
 import zeep.exceptions
 from lxml import etree
@@ -36,6 +37,7 @@ from streamer.ips.errors import (
     IpsError,
     IpsFault,
     IpsTransportError,
+    excerpt,
     scrub,
 )
 from streamer.ips.reply_cache import ActiveJobsCache
@@ -273,13 +275,26 @@ class IpsClient:
         return self._job_caches.get(company_handle)
 
     async def get_job_log(self, company_handle: str, job_handle: str) -> JobLog | None:
-        """``getJobLogDetails`` for one job; None when IPS has no log for it (yet)."""
+        """``getJobLogDetails`` for one job; None when IPS has no log for it (yet).
+
+        Only a log carrying the asked ``jobHandle`` counts: logs of other jobs are ignored (with
+        a warning), and the lookup is then "no log found", to be retried like one.
+        """
         params = {"companyHandle": company_handle, "jobHandle": job_handle}
         body = await self._call("getJobLogDetails", params)
         logs = await self._decode(decode_job_logs, body, operation="getJobLogDetails")
-        if not logs:
-            return None
-        return next((log for log in logs if log.job_handle == job_handle), logs[0])
+        found = next((log for log in logs if log.job_handle == job_handle), None)
+        if found is None and logs:
+            # Another job's log must never decide this job's outcome: treat it as no log yet.
+            # (A fresh logger: a rare path, and it follows the current structlog configuration.)
+            structlog.get_logger("streamer.ips").warning(
+                "job_log_handle_mismatch",
+                company=company_handle,
+                job_handle=job_handle,
+                returned_job_handle=excerpt(logs[0].job_handle, 200),
+                returned_logs=len(logs),
+            )
+        return found
 
     async def get_job_logs(
         self,
