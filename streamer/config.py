@@ -138,6 +138,8 @@ class IpsConfig(_Credentials):
     verify_tls: bool = True
     ca_file: FilePath | None = None
     include_waiting_jobs: bool | None = None
+    #: Largest reply read from IPS (or WSDL fetched by URL); a 10,000-job reply is ~15 MB.
+    max_reply_bytes: PositiveInt = 64 * 1024 * 1024
 
     def wsdl_location(self) -> str:
         """``wsdl`` as given, else the path of the WSDL shipped in the package."""

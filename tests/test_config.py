@@ -19,6 +19,8 @@ from streamer.config import (
     Settings,
     load_config,
 )
+from streamer.ips.client import DEFAULT_MAX_REPLY_BYTES
+from streamer.service import ips_settings_for
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "streamer.example.toml"
@@ -184,6 +186,8 @@ def test_out_of_range_message_is_exact(tmp_path: Path) -> None:
         ('[kafka]\nssl_cafile = "/nonexistent/ca.pem"\n', "kafka.ssl_cafile", "to a file"),
         ('[ips]\nauth = "token"\n', "ips.auth", "'header', 'basic' or 'both'"),
         ("[ips]\ntimeout_s = 0\n", "ips.timeout_s", "greater than 0"),
+        ("[ips]\nmax_reply_bytes = 0\n", "ips.max_reply_bytes", "greater than 0"),
+        ('[ips]\nmax_reply_bytes = "64M"\n', "ips.max_reply_bytes", "valid integer"),
         ('[[companies]]\nhandle = "c|1001"\n', "companies[1].handle", "duplicate handle"),
         ('[[companies]]\nhandle = ""\n', "companies[1].handle", "must not be empty"),
         ('[[companies]]\nhandle = "c|2"\ninterval_s = 0\n', "companies[1].interval_s", "> 0"),
@@ -198,6 +202,15 @@ def test_error_names_the_dotted_key(tmp_path: Path, extra: str, key: str, fragme
     line = next((line for line in str(err).splitlines() if f": {key}: " in line), None)
     assert line is not None, str(err)
     assert fragment.replace("> 0", "greater than 0") in line
+
+
+def test_max_reply_bytes_default_env_and_client_settings(tmp_path: Path) -> None:
+    """ips.max_reply_bytes: 64 MiB (the client's default), overridable, passed to the client."""
+    default = load(tmp_path, MINIMAL).ips.max_reply_bytes
+    assert default == 64 * 1024 * 1024 == DEFAULT_MAX_REPLY_BYTES
+    s = load(tmp_path, MINIMAL, {"STREAMER_IPS__MAX_REPLY_BYTES": "1000000"})
+    assert s.ips.max_reply_bytes == 1_000_000
+    assert ips_settings_for(s, "c|1001").max_reply_bytes == 1_000_000
 
 
 def test_endpoint_must_be_http_url(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -424,6 +425,90 @@ async def test_truncated_reply_is_reply_error(ips: FakeIps, session: aiohttp.Cli
     with pytest.raises(IpsReplyError) as info:
         await client.get_active_jobs("c|110")
     assert info.value.kind == "malformed"
+
+
+# ------------------------------------------------------------------------------------------
+# Reply size bound (ips.max_reply_bytes)
+# ------------------------------------------------------------------------------------------
+
+
+def test_reply_size_bound_defaults_to_64_mib() -> None:
+    """Without a setting, replies up to 64 MiB are read."""
+    assert settings_for("http://x").max_reply_bytes == 64 * 1024 * 1024
+
+
+async def test_reply_longer_than_the_bound_is_refused_from_its_length(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """A Content-Length above max_reply_bytes fails the call, naming the size and the key."""
+    ips.answer("active_jobs_one.xml")
+    ips.body += b" " * 2_000_000
+    client = await client_for(ips, session, max_reply_bytes=1_000_000)
+    with pytest.raises(IpsReplyError) as info:
+        await client.get_active_jobs("c|110")
+    assert info.value.kind == "too_large"
+    assert f"{len(ips.body):,} bytes" in str(info.value)
+    assert "ips.max_reply_bytes (1,000,000)" in str(info.value)
+    ips.body = ips.body.rstrip()
+    assert len((await client.get_active_jobs("c|110")).jobs) == 1  # the next call is fine
+
+
+async def test_streamed_reply_stops_being_read_past_the_bound(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A chunked 200 MB reply (no length) is abandoned once the bound is passed."""
+    chunk = b"<!-- " + b"x" * 65_000 + b" -->"
+    written = 0
+    done = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        nonlocal written
+        resp = web.StreamResponse(headers={"Content-Type": "text/xml"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        try:
+            while written < 200_000_000:
+                await resp.write(chunk)
+                written += len(chunk)
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            pass
+        finally:
+            done.set()
+        return resp
+
+    app = web.Application()
+    app.router.add_post(SERVICE_PATH, endless)
+    async with TestServer(app) as server:
+        url = str(server.make_url(SERVICE_PATH))
+        client = await IpsClient.create(settings_for(url, max_reply_bytes=1_000_000), session)
+        with pytest.raises(IpsReplyError) as info:
+            await client.get_active_jobs("c|110")
+        await asyncio.wait_for(done.wait(), 60)
+    assert info.value.kind == "too_large"
+    assert "stopped reading" in str(info.value)
+    assert "ips.max_reply_bytes (1,000,000 bytes)" in str(info.value)
+    assert written < 100_000_000  # socket buffers hold some; the rest was never sent
+
+
+async def test_compressed_reply_is_bounded_by_its_decompressed_size(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A small gzip body inflating past the bound is refused while it is read."""
+    body = gzip.compress(b"<x>" + b" " * 5_000_000 + b"</x>")
+
+    async def bomb(_: web.Request) -> web.Response:
+        return web.Response(
+            body=body, headers={"Content-Type": "text/xml", "Content-Encoding": "gzip"}
+        )
+
+    app = web.Application()
+    app.router.add_post(SERVICE_PATH, bomb)
+    async with TestServer(app) as server:
+        url = str(server.make_url(SERVICE_PATH))
+        client = await IpsClient.create(settings_for(url, max_reply_bytes=1_000_000), session)
+        with pytest.raises(IpsReplyError) as info:
+            await client.get_active_jobs("c|110")
+    assert (info.value.kind, len(body) < 1_000_000) == ("too_large", True)
 
 
 def test_settings_repr_hides_password() -> None:

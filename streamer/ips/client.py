@@ -36,6 +36,7 @@ from streamer.ips.envelope import find_fault
 from streamer.ips.errors import (
     IpsError,
     IpsFault,
+    IpsReplyError,
     IpsTransportError,
     excerpt,
     scrub,
@@ -51,6 +52,8 @@ _zeep: Any = zeep
 DEFAULT_WSDL = str(Path(__file__).resolve().parent / "wsdl" / "IpsApi-2014-04-03.wsdl")
 #: Replies larger than this are decoded in a worker thread so the event loop stays responsive.
 _THREAD_DECODE_BYTES = 256 * 1024
+#: Default bound on one reply's body (``ips.max_reply_bytes``): a 10,000-job reply is ~15 MB.
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 
 def _package_version() -> str:
@@ -77,6 +80,9 @@ class IpsSettings:
     #: Extra CA bundle (PEM) to trust for IPS, e.g. a corporate TLS-inspecting proxy's.
     ca_file: str | None = None
     include_waiting_jobs: bool | None = None
+    #: Largest reply body read (also a WSDL fetched by URL); a longer one fails the call
+    #: with IpsReplyError(kind="too_large") without being read whole.
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
 
     def ssl(self) -> ssl_module.SSLContext | bool:
         """What aiohttp's ``ssl=`` gets: False (no verification), a context with the CA, or True."""
@@ -368,7 +374,7 @@ class IpsClient:
                 timeout=self._timeout,
                 ssl=self._ssl,
             ) as resp:
-                return resp.status, await resp.read()
+                return resp.status, await _read_body(resp, settings.max_reply_bytes, operation)
         except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError on 3.11
             raise IpsTransportError(
                 f"{operation}: no reply within {settings.timeout_s:g}s", kind="timeout"
@@ -382,8 +388,34 @@ class IpsClient:
             ) from exc
 
 
+async def _read_body(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The whole body of ``resp``, or IpsReplyError(kind="too_large") as soon as it is known to
+    be longer than ``limit`` bytes: from its Content-Length, else once that much was read."""
+    declared = resp.content_length
+    if declared is not None and declared > limit and not resp.headers.get("Content-Encoding"):
+        resp.close()  # the rest is never read: the connection cannot be reused
+        raise IpsReplyError(
+            f"{what}: reply of {declared:,} bytes is larger than "
+            f"ips.max_reply_bytes ({limit:,}); not read",
+            kind="too_large",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            resp.close()
+            raise IpsReplyError(
+                f"{what}: reply larger than ips.max_reply_bytes ({limit:,} bytes); "
+                f"stopped reading after {size:,}",
+                kind="too_large",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _fetch(session: aiohttp.ClientSession, settings: IpsSettings, url: str) -> bytes:
-    """GET a WSDL over HTTP(S) with the session (TLS and timeout per settings)."""
+    """GET a WSDL over HTTP(S) with the session (TLS, timeout and size bound per settings)."""
     try:
         async with session.get(
             url, timeout=aiohttp.ClientTimeout(total=settings.timeout_s), ssl=settings.ssl()
@@ -393,7 +425,7 @@ async def _fetch(session: aiohttp.ClientSession, settings: IpsSettings, url: str
                 raise IpsTransportError(
                     f"WSDL {url}: HTTP {resp.status}", kind=kind, status=resp.status
                 )
-            return await resp.read()
+            return await _read_body(resp, settings.max_reply_bytes, f"WSDL {url}")
     except TimeoutError as exc:
         raise IpsTransportError(f"WSDL {url}: timeout", kind="timeout") from exc
     except aiohttp.ClientError as exc:

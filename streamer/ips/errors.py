@@ -63,9 +63,10 @@ class IpsTransportError(IpsError):
 class IpsReplyError(IpsError):
     """The reply cannot be trusted as a complete answer; never read it as a shorter job list.
 
-    ``kind`` is ``"malformed"`` (not well-formed XML, truncated, empty, not a SOAP envelope),
-    ``"namespace"`` (the body is in another API version's namespace) or ``"schema"`` (wrong body
-    element, a required element missing, an unexpected element, a value of the wrong type).
+    ``kind`` is ``"malformed"`` (not well-formed XML, truncated, empty, not a SOAP envelope,
+    nested too deep), ``"namespace"`` (the body is in another API version's namespace),
+    ``"schema"`` (wrong body element, a required element missing, an unexpected element, a value
+    of the wrong type) or ``"too_large"`` (longer than ``ips.max_reply_bytes``; not read whole).
     """
 
     kind = "schema"
