@@ -23,11 +23,13 @@ from streamer.ips import (
     AuthorizationFault,
     IpsApiFault,
     IpsClient,
+    IpsError,
     IpsFault,
     IpsReplyError,
     IpsSettings,
     IpsTransportError,
 )
+from streamer.ips.errors import redact_url, redact_urls
 from streamer.model import Snapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ips"
@@ -62,6 +64,8 @@ class FakeIps:
     hang: bool = False
     requests: list[Recorded] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    wsdl_status: int = 200
+    wsdl_requests: list[Recorded] = field(default_factory=list)
 
     def answer(self, fixture: str, status: int = 200) -> None:
         """Answer every request with a fixture file and status."""
@@ -88,8 +92,11 @@ async def ips() -> AsyncIterator[FakeIps]:
             await fake.release.wait()
         return web.Response(status=fake.status, body=fake.body, content_type="text/xml")
 
-    async def wsdl(_: web.Request) -> web.Response:
-        return web.Response(body=WSDL_BYTES, content_type="text/xml")
+    async def wsdl(request: web.Request) -> web.Response:
+        fake.wsdl_requests.append(
+            Recorded(request.method, request.path, dict(request.headers), b"")
+        )
+        return web.Response(status=fake.wsdl_status, body=WSDL_BYTES, content_type="text/xml")
 
     app.router.add_post(SERVICE_PATH, service)
     app.router.add_get("/IpsApi.wsdl", wsdl)
@@ -509,6 +516,92 @@ async def test_compressed_reply_is_bounded_by_its_decompressed_size(
         with pytest.raises(IpsReplyError) as info:
             await client.get_active_jobs("c|110")
     assert (info.value.kind, len(body) < 1_000_000) == ("too_large", True)
+
+
+# ------------------------------------------------------------------------------------------
+# WSDL by URL: failures are typed, credentials never shown
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://h.example/IpsApi.wsdl", "https://h.example/IpsApi.wsdl"),
+        ("https://u:pw@h.example:8443/x?y=1", "https://***@h.example:8443/x?y=1"),
+        ("https://user@h.example/x", "https://***@h.example/x"),
+        ("https://u:p@ss@h.example/x", "https://***@h.example/x"),  # unescaped @ in the password
+        ("http://u:pw@h/x?mail=a@b", "http://***@h/x?mail=a@b"),  # @ after the path is kept
+        ("/etc/ips/IpsApi.wsdl", "/etc/ips/IpsApi.wsdl"),
+    ],
+)
+def test_redact_url_hides_user_and_password(url: str, shown: str) -> None:
+    """redact_url replaces a URL's user information, and nothing else."""
+    assert redact_url(url) == shown
+    assert redact_urls(f"cannot load {url}: refused") == f"cannot load {shown}: refused"
+
+
+async def test_wsdl_url_down_is_a_transport_error_without_its_credentials(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A WSDL URL nobody listens on raises IpsTransportError naming the URL, not its password."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://wsdl-user:wsdl-Secret@127.0.0.1:{port}/IpsApi.wsdl"
+    with pytest.raises(IpsTransportError) as info:
+        await IpsClient.create(settings_for("http://x", wsdl=url), session)
+    message = str(info.value)
+    assert info.value.kind == "connection"
+    assert f"http://***@127.0.0.1:{port}/IpsApi.wsdl" in message
+    assert "wsdl-Secret" not in message
+    assert "wsdl-user" not in message
+    assert PASSWORD not in message
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(500, "http_5xx"), (503, "http_5xx"), (404, "http_4xx")]
+)
+async def test_wsdl_url_http_error_is_a_transport_error(
+    ips: FakeIps, session: aiohttp.ClientSession, status: int, kind: str
+) -> None:
+    """A WSDL URL answering an HTTP error raises IpsTransportError with the status."""
+    ips.wsdl_status = status
+    url = str(ips.server.make_url("/IpsApi.wsdl")).replace("http://", "http://u:wsdl-Secret@")
+    with pytest.raises(IpsTransportError) as info:
+        await IpsClient.create(settings_for(ips.url, wsdl=url), session)
+    assert (info.value.kind, info.value.status) == (kind, status)
+    assert f"HTTP {status}" in str(info.value)
+    assert "wsdl-Secret" not in str(info.value)
+
+
+async def test_wsdl_url_credentials_are_sent_as_basic_auth(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """Credentials written in the WSDL URL authenticate its download (HTTP Basic)."""
+    url = str(ips.server.make_url("/IpsApi.wsdl")).replace("http://", "http://u:wsdl-Secret@")
+    client = await IpsClient.create(settings_for(ips.url, wsdl=url), session)
+    assert client.namespace == NS14
+    (req,) = ips.wsdl_requests
+    assert req.headers["Authorization"] == "Basic " + base64.b64encode(b"u:wsdl-Secret").decode()
+
+
+async def test_wsdl_url_serving_no_wsdl_is_a_wsdl_error_without_credentials(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """A WSDL URL answering something that is not a WSDL raises IpsError(kind="wsdl")."""
+    app = web.Application()
+
+    async def not_wsdl(_: web.Request) -> web.Response:
+        return web.Response(body=b"<html>maintenance</html>", content_type="text/html")
+
+    app.router.add_get("/IpsApi.wsdl", not_wsdl)
+    async with TestServer(app) as server:
+        url = str(server.make_url("/IpsApi.wsdl")).replace("http://", "http://u:wsdl-Secret@")
+        with pytest.raises(IpsError) as info:
+            await IpsClient.create(settings_for(ips.url, wsdl=url), session)
+    assert info.value.kind == "wsdl"
+    assert "http://***@" in str(info.value)
+    assert "wsdl-Secret" not in str(info.value)
 
 
 def test_settings_repr_hides_password() -> None:

@@ -23,6 +23,7 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import structlog
@@ -39,6 +40,8 @@ from streamer.ips.errors import (
     IpsReplyError,
     IpsTransportError,
     excerpt,
+    redact_url,
+    redact_urls,
     scrub,
 )
 from streamer.ips.reply_cache import ActiveJobsCache
@@ -175,12 +178,18 @@ class IpsClient:
 
     @classmethod
     async def create(cls, settings: IpsSettings, session: aiohttp.ClientSession) -> IpsClient:
-        """Load the WSDL (a path, or a URL fetched with ``session``) and build a client."""
+        """Load the WSDL (a path, or a URL fetched with ``session``) and build a client.
+
+        Raises :class:`IpsTransportError` when a WSDL URL cannot be fetched (timeout, TLS,
+        connection, HTTP error status: worth retrying), :class:`IpsReplyError` when it is longer
+        than ``max_reply_bytes``, and ``IpsError(kind="wsdl")`` when what was loaded is not a
+        usable WSDL. Messages show the URL without its credentials.
+        """
         source: str | io.BytesIO = settings.wsdl
         if _is_url(settings.wsdl):
             data = await _fetch(session, settings, settings.wsdl)
             source = io.BytesIO(data)
-        binding = _load_binding(source, settings.wsdl)
+        binding = _load_binding(source, redact_url(settings.wsdl))
         return cls(settings, session, binding)
 
     @property
@@ -415,7 +424,14 @@ async def _read_body(resp: aiohttp.ClientResponse, limit: int, what: str) -> byt
 
 
 async def _fetch(session: aiohttp.ClientSession, settings: IpsSettings, url: str) -> bytes:
-    """GET a WSDL over HTTP(S) with the session (TLS, timeout and size bound per settings)."""
+    """GET a WSDL over HTTP(S) with the session (TLS, timeout and size bound per settings).
+
+    Every failure to get it is an :class:`IpsTransportError` naming the URL without its
+    credentials (``https://user:pw@host/...`` -> ``https://***@host/...``), so that the caller
+    can report it and retry.
+    """
+    shown = redact_url(url)
+    secrets = [settings.password, *_url_secrets(url)]
     try:
         async with session.get(
             url, timeout=aiohttp.ClientTimeout(total=settings.timeout_s), ssl=settings.ssl()
@@ -423,10 +439,36 @@ async def _fetch(session: aiohttp.ClientSession, settings: IpsSettings, url: str
             if resp.status != 200:
                 kind = "http_5xx" if resp.status >= 500 else "http_4xx"
                 raise IpsTransportError(
-                    f"WSDL {url}: HTTP {resp.status}", kind=kind, status=resp.status
+                    f"WSDL {shown}: HTTP {resp.status}", kind=kind, status=resp.status
                 )
-            return await _read_body(resp, settings.max_reply_bytes, f"WSDL {url}")
-    except TimeoutError as exc:
-        raise IpsTransportError(f"WSDL {url}: timeout", kind="timeout") from exc
-    except aiohttp.ClientError as exc:
-        raise IpsTransportError(f"WSDL {url}: {type(exc).__name__}", kind="connection") from exc
+            return await _read_body(resp, settings.max_reply_bytes, f"WSDL {shown}")
+    except TimeoutError:
+        raise IpsTransportError(
+            f"WSDL {shown}: no reply within {settings.timeout_s:g}s", kind="timeout"
+        ) from None
+    except aiohttp.ClientSSLError as exc:
+        raise IpsTransportError(
+            f"WSDL {shown}: TLS error: {_clean(exc, secrets)}", kind="tls"
+        ) from None  # the cause's text may hold the URL with its credentials
+    except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: a URL yarl refuses
+        raise IpsTransportError(
+            f"WSDL {shown}: {type(exc).__name__}: {_clean(exc, secrets)}", kind="connection"
+        ) from None
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The user and password written into a URL, as written and decoded."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.username, parts.password]
+    except ValueError:
+        return []
+    return [v for v in found + [unquote(x) for x in found if x] if v]
+
+
+def _clean(exc: BaseException, secrets: list[str]) -> str:
+    """``str(exc)`` with every secret masked and every URL's credentials redacted."""
+    text = str(exc)
+    for secret in secrets:
+        text = scrub(text, secret)
+    return redact_urls(text)

@@ -9,10 +9,14 @@ server can send a fault reason of megabytes.
 
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
 #: Fault families by the local name of the ``soapenv:Fault/detail`` child element.
 FAULT_ELEMENTS: tuple[str, ...] = ("authenticationFault", "authorizationFault", "ipsApiFault")
+#: The user information of a URL: ``scheme://`` then anything up to the last ``@`` before the path.
+_URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]*@")
 #: Longest message an error keeps (its start: the kind of fault and its code come first).
 MAX_MESSAGE_CHARS = 500
 
@@ -182,3 +186,13 @@ def fault_from_detail(
 def scrub(message: str, secret: str) -> str:
     """``message`` with every occurrence of ``secret`` masked (no-op for an empty secret)."""
     return message.replace(secret, "***") if secret else message
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its user and password, if any, replaced: ``https://***@host/path``."""
+    return _URL_USERINFO.sub(r"\1***@", url, count=1) if "@" in url else url
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced (see :func:`redact_url`)."""
+    return _URL_USERINFO.sub(r"\1***@", text) if "@" in text else text
