@@ -333,6 +333,29 @@ def test_secrets_absent_from_repr_str_and_dumps(tmp_path: Path) -> None:
     assert s.kafka.client_kwargs()["sasl_plain_password"] == SECRET + "-kafka"
 
 
+def test_wsdl_url_credentials_are_redacted_in_status_and_repr(tmp_path: Path) -> None:
+    """A WSDL URL's user:password is kept for fetching, but not shown by redacted() or repr."""
+    url = f"https://wsdl-user:{SECRET}@s7sps1apissl.scene7.com/IpsApi-2014-04-03.wsdl"
+    s = load(tmp_path, MINIMAL.replace("[ips]\n", f'[ips]\nwsdl = "{url}"\n'))
+    assert s.ips.wsdl == url
+    assert s.ips.wsdl_location() == url
+    shown = "https://***@s7sps1apissl.scene7.com/IpsApi-2014-04-03.wsdl"
+    assert s.redacted()["ips"]["wsdl"] == shown
+    for text in (json.dumps(s.redacted()), s.model_dump_json(), repr(s), str(s), repr(s.ips)):
+        assert SECRET not in text
+        assert "wsdl-user" not in text
+    plain = load(tmp_path, MINIMAL.replace("[ips]\n", '[ips]\nwsdl = "https://h/IpsApi.wsdl"\n'))
+    assert plain.redacted()["ips"]["wsdl"] == "https://h/IpsApi.wsdl"
+    assert load(tmp_path, MINIMAL).redacted()["ips"]["wsdl"] is None
+
+
+def test_bad_wsdl_with_credentials_is_not_echoed(tmp_path: Path) -> None:
+    """An unusable ips.wsdl is named without quoting it (it may carry a password)."""
+    err = error(tmp_path, MINIMAL.replace("[ips]\n", f'[ips]\nwsdl = "ftp://u:{SECRET}@h/x"\n'))
+    assert err.keys == ("ips.wsdl",)
+    assert SECRET not in str(err)
+
+
 NUMERIC_SECRET = "9081726354"
 
 
