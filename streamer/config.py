@@ -37,6 +37,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -55,7 +56,7 @@ ENV_PREFIX = "STREAMER_"
 ENV_DELIMITER = "__"
 SHIPPED_WSDL = Path(__file__).parent / "ips" / "wsdl" / "IpsApi-2014-04-03.wsdl"
 # Keys whose values are never echoed in errors (a URL may carry user:password@).
-_NO_ECHO = frozenset({"password", "sasl_password", "endpoint"})
+_NO_ECHO = frozenset({"password", "sasl_password", "endpoint", "wsdl"})
 MASK = "**********"
 Loc = tuple[str | int, ...]
 #: A non-empty secret: an empty password is always a mistake, never a credential.
@@ -124,10 +125,22 @@ class _Credentials(_Section):
         return self.password if self.password is not None else self._file_password
 
 
+#: The user information of a URL (``scheme://user:password@``), up to the last ``@`` before the
+#: path.
+_URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#]*@")
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with its user information, if any, replaced: ``https://***@host/path``."""
+    return _URL_USERINFO.sub(r"\1***@", url, count=1)
+
+
 class IpsConfig(_Credentials):
     """``[ips]``: how to reach and authenticate against the IPS SOAP API."""
 
-    wsdl: str | None = None  # path or URL; None = the WSDL shipped in the package
+    # Path or URL; None = the WSDL shipped in the package. A URL may carry user:password@ (sent
+    # as HTTP Basic): kept out of repr, redacted in JSON dumps (redacted(), /status, check).
+    wsdl: str | None = Field(default=None, repr=False)
     endpoint: str | None = None  # overrides the WSDL's <service> address (a staging host)
     user: str = ""
     app_name: str = "ips-job-streamer"
@@ -138,6 +151,8 @@ class IpsConfig(_Credentials):
     verify_tls: bool = True
     ca_file: FilePath | None = None
     include_waiting_jobs: bool | None = None
+    #: Largest reply read from IPS (or WSDL fetched by URL); a 10,000-job reply is ~15 MB.
+    max_reply_bytes: PositiveInt = 64 * 1024 * 1024
 
     def wsdl_location(self) -> str:
         """``wsdl`` as given, else the path of the WSDL shipped in the package."""
@@ -153,6 +168,10 @@ class IpsConfig(_Credentials):
             if parts.username or parts.password:  # it would show up in logs and /status
                 raise ValueError("must not embed credentials; use ips.user / ips.password")
         return value
+
+    @field_serializer("wsdl", when_used="json")
+    def _wsdl_without_credentials(self, value: str | None) -> str | None:
+        return None if value is None else _redact_url(value)
 
     @field_validator("wsdl")
     @classmethod

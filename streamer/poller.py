@@ -356,15 +356,6 @@ class CompanyPoller:
             self._metrics.job_log_lookups.labels("fault").inc()
             log.warning("job_log_lookup_fault", company=self.handle, job=job_handle, error=str(exc))
             return True, None
-        if job_log is not None and job_log.job_handle != job_handle:
-            log.warning(
-                "job_log_handle_mismatch",
-                company=self.handle,
-                job=job_handle,
-                log_job=job_log.job_handle,
-            )
-            self._metrics.job_log_lookups.labels("mismatch").inc()
-            return True, None
         self._metrics.job_log_lookups.labels("found" if job_log else "absent").inc()
         return True, job_log
 

@@ -78,6 +78,7 @@ def ips_settings_for(cfg: Settings, company_handle: str) -> IpsSettings:
         verify_tls=cfg.ips.verify_tls,
         ca_file=str(cfg.ips.ca_file) if cfg.ips.ca_file else None,
         include_waiting_jobs=cfg.ips.include_waiting_jobs,
+        max_reply_bytes=cfg.ips.max_reply_bytes,
     )
 
 

@@ -73,6 +73,11 @@ texts = st.text(
 leaf_texts = texts.filter(bool)
 ints = st.integers(-(2**31), 2**31 - 1)
 doubles = st.floats(allow_nan=False, allow_infinity=False)
+#: Task progress as (xsd:double text, decoded value): non-finite values decode to 0.0.
+progress_values = st.one_of(
+    doubles.map(lambda d: (repr(d), d)),
+    st.sampled_from([("NaN", 0.0), ("INF", 0.0), ("-INF", 0.0)]),
+)
 OFFSETS = (None, UTC, timezone(timedelta(hours=-7)), timezone(timedelta(hours=5, minutes=45)))
 
 
@@ -153,14 +158,14 @@ def _tasks(draw: st.DrawFn) -> tuple[list[Node], TaskProgress]:
     items_nodes: list[Node] = []
     items: list[TaskItemProgress] = []
     for _ in range(draw(st.integers(0, 2))):
-        name, msg, progress = draw(texts), draw(texts), draw(doubles)
+        name, msg, (progress_text, progress) = draw(texts), draw(texts), draw(progress_values)
         lex, when = draw(datetimes())
         items_nodes.append(
             (
                 "items",
                 [
                     ("itemName", name),
-                    ("progress", repr(progress)),
+                    ("progress", progress_text),
                     ("progressMessage", msg),
                     ("lastProgressUpdate", lex),
                 ],
@@ -169,7 +174,7 @@ def _tasks(draw: st.DrawFn) -> tuple[list[Node], TaskProgress]:
         items.append(TaskItemProgress(name, progress, msg, when))
     t_type, t_state, t_msg = draw(texts), draw(texts), draw(texts)
     processed, processing, pending = draw(ints), draw(ints), draw(ints)
-    progress = draw(doubles)
+    progress_text, progress = draw(progress_values)
     lex, when = draw(datetimes())
     node: list[Node] = [
         ("taskType", t_type),
@@ -177,7 +182,7 @@ def _tasks(draw: st.DrawFn) -> tuple[list[Node], TaskProgress]:
         ("numProcessed", str(processed)),
         ("numProcessing", str(processing)),
         ("numPending", str(pending)),
-        ("progress", repr(progress)),
+        ("progress", progress_text),
         ("progressMessage", t_msg),
         ("lastProgressUpdate", lex),
         ("taskItemProgressArray", items_nodes),

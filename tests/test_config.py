@@ -19,6 +19,8 @@ from streamer.config import (
     Settings,
     load_config,
 )
+from streamer.ips.client import DEFAULT_MAX_REPLY_BYTES
+from streamer.service import ips_settings_for
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "streamer.example.toml"
@@ -184,6 +186,8 @@ def test_out_of_range_message_is_exact(tmp_path: Path) -> None:
         ('[kafka]\nssl_cafile = "/nonexistent/ca.pem"\n', "kafka.ssl_cafile", "to a file"),
         ('[ips]\nauth = "token"\n', "ips.auth", "'header', 'basic' or 'both'"),
         ("[ips]\ntimeout_s = 0\n", "ips.timeout_s", "greater than 0"),
+        ("[ips]\nmax_reply_bytes = 0\n", "ips.max_reply_bytes", "greater than 0"),
+        ('[ips]\nmax_reply_bytes = "64M"\n', "ips.max_reply_bytes", "valid integer"),
         ('[[companies]]\nhandle = "c|1001"\n', "companies[1].handle", "duplicate handle"),
         ('[[companies]]\nhandle = ""\n', "companies[1].handle", "must not be empty"),
         ('[[companies]]\nhandle = "c|2"\ninterval_s = 0\n', "companies[1].interval_s", "> 0"),
@@ -198,6 +202,15 @@ def test_error_names_the_dotted_key(tmp_path: Path, extra: str, key: str, fragme
     line = next((line for line in str(err).splitlines() if f": {key}: " in line), None)
     assert line is not None, str(err)
     assert fragment.replace("> 0", "greater than 0") in line
+
+
+def test_max_reply_bytes_default_env_and_client_settings(tmp_path: Path) -> None:
+    """ips.max_reply_bytes: 64 MiB (the client's default), overridable, passed to the client."""
+    default = load(tmp_path, MINIMAL).ips.max_reply_bytes
+    assert default == 64 * 1024 * 1024 == DEFAULT_MAX_REPLY_BYTES
+    s = load(tmp_path, MINIMAL, {"STREAMER_IPS__MAX_REPLY_BYTES": "1000000"})
+    assert s.ips.max_reply_bytes == 1_000_000
+    assert ips_settings_for(s, "c|1001").max_reply_bytes == 1_000_000
 
 
 def test_endpoint_must_be_http_url(tmp_path: Path) -> None:
@@ -318,6 +331,29 @@ def test_secrets_absent_from_repr_str_and_dumps(tmp_path: Path) -> None:
     assert s.redacted()["ips"]["password"] == "**********"
     assert s.redacted()["kafka"]["sasl_password_file"] == str(pw)
     assert s.kafka.client_kwargs()["sasl_plain_password"] == SECRET + "-kafka"
+
+
+def test_wsdl_url_credentials_are_redacted_in_status_and_repr(tmp_path: Path) -> None:
+    """A WSDL URL's user:password is kept for fetching, but not shown by redacted() or repr."""
+    url = f"https://wsdl-user:{SECRET}@s7sps1apissl.scene7.com/IpsApi-2014-04-03.wsdl"
+    s = load(tmp_path, MINIMAL.replace("[ips]\n", f'[ips]\nwsdl = "{url}"\n'))
+    assert s.ips.wsdl == url
+    assert s.ips.wsdl_location() == url
+    shown = "https://***@s7sps1apissl.scene7.com/IpsApi-2014-04-03.wsdl"
+    assert s.redacted()["ips"]["wsdl"] == shown
+    for text in (json.dumps(s.redacted()), s.model_dump_json(), repr(s), str(s), repr(s.ips)):
+        assert SECRET not in text
+        assert "wsdl-user" not in text
+    plain = load(tmp_path, MINIMAL.replace("[ips]\n", '[ips]\nwsdl = "https://h/IpsApi.wsdl"\n'))
+    assert plain.redacted()["ips"]["wsdl"] == "https://h/IpsApi.wsdl"
+    assert load(tmp_path, MINIMAL).redacted()["ips"]["wsdl"] is None
+
+
+def test_bad_wsdl_with_credentials_is_not_echoed(tmp_path: Path) -> None:
+    """An unusable ips.wsdl is named without quoting it (it may carry a password)."""
+    err = error(tmp_path, MINIMAL.replace("[ips]\n", f'[ips]\nwsdl = "ftp://u:{SECRET}@h/x"\n'))
+    assert err.keys == ("ips.wsdl",)
+    assert SECRET not in str(err)
 
 
 NUMERIC_SECRET = "9081726354"

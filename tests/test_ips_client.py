@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog.testing
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from lxml import etree
@@ -21,11 +23,13 @@ from streamer.ips import (
     AuthorizationFault,
     IpsApiFault,
     IpsClient,
+    IpsError,
     IpsFault,
     IpsReplyError,
     IpsSettings,
     IpsTransportError,
 )
+from streamer.ips.errors import redact_url, redact_urls
 from streamer.model import Snapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ips"
@@ -60,6 +64,8 @@ class FakeIps:
     hang: bool = False
     requests: list[Recorded] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    wsdl_status: int = 200
+    wsdl_requests: list[Recorded] = field(default_factory=list)
 
     def answer(self, fixture: str, status: int = 200) -> None:
         """Answer every request with a fixture file and status."""
@@ -86,8 +92,11 @@ async def ips() -> AsyncIterator[FakeIps]:
             await fake.release.wait()
         return web.Response(status=fake.status, body=fake.body, content_type="text/xml")
 
-    async def wsdl(_: web.Request) -> web.Response:
-        return web.Response(body=WSDL_BYTES, content_type="text/xml")
+    async def wsdl(request: web.Request) -> web.Response:
+        fake.wsdl_requests.append(
+            Recorded(request.method, request.path, dict(request.headers), b"")
+        )
+        return web.Response(status=fake.wsdl_status, body=WSDL_BYTES, content_type="text/xml")
 
     app.router.add_post(SERVICE_PATH, service)
     app.router.add_get("/IpsApi.wsdl", wsdl)
@@ -232,6 +241,37 @@ async def test_get_job_log_empty_is_none(ips: FakeIps, session: aiohttp.ClientSe
     assert await client.get_job_log("c|110", "j|1") is None
 
 
+async def test_job_log_of_another_job_is_no_log(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """A log carrying another jobHandle is not taken: None, and a warning names both handles."""
+    ips.answer("job_log_details_fatal.xml")
+    client = await client_for(ips, session)
+    with structlog.testing.capture_logs() as logs:
+        assert await client.get_job_log("c|110", "j|110||other|9") is None
+    (warning,) = [e for e in logs if e["event"] == "job_log_handle_mismatch"]
+    assert warning["log_level"] == "warning"
+    assert (warning["job_handle"], warning["returned_job_handle"]) == (
+        "j|110||other|9",
+        "j|110||fatal|4",
+    )
+
+
+async def test_job_log_matching_the_handle_is_picked_among_several(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """Among several logs, the one whose jobHandle was asked for is returned, wherever it is."""
+    body = (FIXTURES / "job_log_details_fatal.xml").read_bytes()
+    start = body.index(b"<items>")
+    end = body.rindex(b"</items>") + len(b"</items>")
+    other = body[start:end].replace(b"j|110||fatal|4", b"j|110||other|9")
+    ips.body = body[:start] + other + body[start:]
+    client = await client_for(ips, session)
+    log = await client.get_job_log("c|110", "j|110||fatal|4")
+    assert log is not None
+    assert log.job_handle == "j|110||fatal|4"
+
+
 async def test_get_job_logs(ips: FakeIps, session: aiohttp.ClientSession) -> None:
     """getJobLogs sends its filters in schema order and returns every log."""
     ips.answer("job_logs.xml")
@@ -319,6 +359,30 @@ async def test_fault_reason_never_shows_password(
     assert PASSWORD not in info.value.reason
 
 
+async def test_huge_fault_reason_reaches_callers_as_an_excerpt(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """A 3 MB fault reason is cut in str() (what logs and /status show), scrubbed first."""
+    prefix = "IpsApiFault 30000: "
+    # The password straddles the cut: masking must happen on the whole text, before cutting.
+    reason = "x" * (500 - len(prefix) - 4) + PASSWORD + "y" * 3_000_000
+    ips.body = (
+        (FIXTURES / "fault_ipsapi.xml")
+        .read_bytes()
+        .replace(b"Unexpected error: company handle c|999 not found", reason.encode())
+    )
+    ips.status = 500
+    client = await client_for(ips, session)
+    with pytest.raises(IpsApiFault) as info:
+        await client.get_active_jobs("c|110")
+    message = str(info.value)
+    assert message.startswith(prefix + "xxx")
+    assert len(message) < 550
+    assert message.endswith(" chars)")
+    assert PASSWORD[:4] not in message
+    assert info.value.code == 30000
+
+
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [
@@ -368,6 +432,176 @@ async def test_truncated_reply_is_reply_error(ips: FakeIps, session: aiohttp.Cli
     with pytest.raises(IpsReplyError) as info:
         await client.get_active_jobs("c|110")
     assert info.value.kind == "malformed"
+
+
+# ------------------------------------------------------------------------------------------
+# Reply size bound (ips.max_reply_bytes)
+# ------------------------------------------------------------------------------------------
+
+
+def test_reply_size_bound_defaults_to_64_mib() -> None:
+    """Without a setting, replies up to 64 MiB are read."""
+    assert settings_for("http://x").max_reply_bytes == 64 * 1024 * 1024
+
+
+async def test_reply_longer_than_the_bound_is_refused_from_its_length(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """A Content-Length above max_reply_bytes fails the call, naming the size and the key."""
+    ips.answer("active_jobs_one.xml")
+    ips.body += b" " * 2_000_000
+    client = await client_for(ips, session, max_reply_bytes=1_000_000)
+    with pytest.raises(IpsReplyError) as info:
+        await client.get_active_jobs("c|110")
+    assert info.value.kind == "too_large"
+    assert f"{len(ips.body):,} bytes" in str(info.value)
+    assert "ips.max_reply_bytes (1,000,000)" in str(info.value)
+    ips.body = ips.body.rstrip()
+    assert len((await client.get_active_jobs("c|110")).jobs) == 1  # the next call is fine
+
+
+async def test_streamed_reply_stops_being_read_past_the_bound(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A chunked 200 MB reply (no length) is abandoned once the bound is passed."""
+    chunk = b"<!-- " + b"x" * 65_000 + b" -->"
+    written = 0
+    done = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        nonlocal written
+        resp = web.StreamResponse(headers={"Content-Type": "text/xml"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        try:
+            while written < 200_000_000:
+                await resp.write(chunk)
+                written += len(chunk)
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            pass
+        finally:
+            done.set()
+        return resp
+
+    app = web.Application()
+    app.router.add_post(SERVICE_PATH, endless)
+    async with TestServer(app) as server:
+        url = str(server.make_url(SERVICE_PATH))
+        client = await IpsClient.create(settings_for(url, max_reply_bytes=1_000_000), session)
+        with pytest.raises(IpsReplyError) as info:
+            await client.get_active_jobs("c|110")
+        await asyncio.wait_for(done.wait(), 60)
+    assert info.value.kind == "too_large"
+    assert "stopped reading" in str(info.value)
+    assert "ips.max_reply_bytes (1,000,000 bytes)" in str(info.value)
+    assert written < 100_000_000  # socket buffers hold some; the rest was never sent
+
+
+async def test_compressed_reply_is_bounded_by_its_decompressed_size(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A small gzip body inflating past the bound is refused while it is read."""
+    body = gzip.compress(b"<x>" + b" " * 5_000_000 + b"</x>")
+
+    async def bomb(_: web.Request) -> web.Response:
+        return web.Response(
+            body=body, headers={"Content-Type": "text/xml", "Content-Encoding": "gzip"}
+        )
+
+    app = web.Application()
+    app.router.add_post(SERVICE_PATH, bomb)
+    async with TestServer(app) as server:
+        url = str(server.make_url(SERVICE_PATH))
+        client = await IpsClient.create(settings_for(url, max_reply_bytes=1_000_000), session)
+        with pytest.raises(IpsReplyError) as info:
+            await client.get_active_jobs("c|110")
+    assert (info.value.kind, len(body) < 1_000_000) == ("too_large", True)
+
+
+# ------------------------------------------------------------------------------------------
+# WSDL by URL: failures are typed, credentials never shown
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://h.example/IpsApi.wsdl", "https://h.example/IpsApi.wsdl"),
+        ("https://u:pw@h.example:8443/x?y=1", "https://***@h.example:8443/x?y=1"),
+        ("https://user@h.example/x", "https://***@h.example/x"),
+        ("https://u:p@ss@h.example/x", "https://***@h.example/x"),  # unescaped @ in the password
+        ("http://u:pw@h/x?mail=a@b", "http://***@h/x?mail=a@b"),  # @ after the path is kept
+        ("/etc/ips/IpsApi.wsdl", "/etc/ips/IpsApi.wsdl"),
+    ],
+)
+def test_redact_url_hides_user_and_password(url: str, shown: str) -> None:
+    """redact_url replaces a URL's user information, and nothing else."""
+    assert redact_url(url) == shown
+    assert redact_urls(f"cannot load {url}: refused") == f"cannot load {shown}: refused"
+
+
+async def test_wsdl_url_down_is_a_transport_error_without_its_credentials(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A WSDL URL nobody listens on raises IpsTransportError naming the URL, not its password."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://wsdl-user:wsdl-Secret@127.0.0.1:{port}/IpsApi.wsdl"
+    with pytest.raises(IpsTransportError) as info:
+        await IpsClient.create(settings_for("http://x", wsdl=url), session)
+    message = str(info.value)
+    assert info.value.kind == "connection"
+    assert f"http://***@127.0.0.1:{port}/IpsApi.wsdl" in message
+    assert "wsdl-Secret" not in message
+    assert "wsdl-user" not in message
+    assert PASSWORD not in message
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(500, "http_5xx"), (503, "http_5xx"), (404, "http_4xx")]
+)
+async def test_wsdl_url_http_error_is_a_transport_error(
+    ips: FakeIps, session: aiohttp.ClientSession, status: int, kind: str
+) -> None:
+    """A WSDL URL answering an HTTP error raises IpsTransportError with the status."""
+    ips.wsdl_status = status
+    url = str(ips.server.make_url("/IpsApi.wsdl")).replace("http://", "http://u:wsdl-Secret@")
+    with pytest.raises(IpsTransportError) as info:
+        await IpsClient.create(settings_for(ips.url, wsdl=url), session)
+    assert (info.value.kind, info.value.status) == (kind, status)
+    assert f"HTTP {status}" in str(info.value)
+    assert "wsdl-Secret" not in str(info.value)
+
+
+async def test_wsdl_url_credentials_are_sent_as_basic_auth(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """Credentials written in the WSDL URL authenticate its download (HTTP Basic)."""
+    url = str(ips.server.make_url("/IpsApi.wsdl")).replace("http://", "http://u:wsdl-Secret@")
+    client = await IpsClient.create(settings_for(ips.url, wsdl=url), session)
+    assert client.namespace == NS14
+    (req,) = ips.wsdl_requests
+    assert req.headers["Authorization"] == "Basic " + base64.b64encode(b"u:wsdl-Secret").decode()
+
+
+async def test_wsdl_url_serving_no_wsdl_is_a_wsdl_error_without_credentials(
+    ips: FakeIps, session: aiohttp.ClientSession
+) -> None:
+    """A WSDL URL answering something that is not a WSDL raises IpsError(kind="wsdl")."""
+    app = web.Application()
+
+    async def not_wsdl(_: web.Request) -> web.Response:
+        return web.Response(body=b"<html>maintenance</html>", content_type="text/html")
+
+    app.router.add_get("/IpsApi.wsdl", not_wsdl)
+    async with TestServer(app) as server:
+        url = str(server.make_url("/IpsApi.wsdl")).replace("http://", "http://u:wsdl-Secret@")
+        with pytest.raises(IpsError) as info:
+            await IpsClient.create(settings_for(ips.url, wsdl=url), session)
+    assert info.value.kind == "wsdl"
+    assert "http://***@" in str(info.value)
+    assert "wsdl-Secret" not in str(info.value)
 
 
 def test_settings_repr_hides_password() -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from dataclasses import FrozenInstanceError, dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
+from streamer.diff import DiffSettings, diff
 from streamer.ips import (
     AuthenticationFault,
     AuthorizationFault,
@@ -21,10 +25,11 @@ from streamer.ips import (
     find_fault,
     parse_envelope,
     raise_for_fault,
-    zeep_decode_active_jobs,
 )
 from streamer.ips.client import DEFAULT_WSDL
-from streamer.model import SUB_JOB_ELEMENTS, JobSnapshot
+from streamer.ips.constructors import fast_constructor
+from streamer.ips.decode import MAX_SUB_JOB_DEPTH
+from streamer.model import SUB_JOB_ELEMENTS, JobObserved, JobSnapshot, Snapshot, TaskItemProgress
 from tests.ips_strategies import (
     NS13,
     NS14,
@@ -33,6 +38,7 @@ from tests.ips_strategies import (
     active_jobs_reply,
     as_zeep_sees,
 )
+from tests.zeep_reference import zeep_decode_active_jobs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ips"
 GOOD_2014 = (
@@ -189,6 +195,40 @@ def test_task_progress_with_items() -> None:
         "assetHandleArray",
         (("items", "a|110|1|100"), ("items", "a|110|1|101")),
     )
+
+
+def _non_finite_progress(task: bytes, item: bytes) -> bytes:
+    """active_jobs_task_items.xml with task 2's progress set to ``task``, and task 1's and that
+    of task 2's first item to ``item``."""
+    body = _replace("active_jobs_task_items.xml", b">0.25<", b">" + task + b"<")
+    return body.replace(b"<progress>1.0</progress>", b"<progress>" + item + b"</progress>", 2)
+
+
+@pytest.mark.parametrize(
+    ("task", "item"), [(b"NaN", b"INF"), (b"INF", b"-INF"), (b"-INF", b"NaN"), (b"nan", b"inf")]
+)
+def test_non_finite_task_progress_reads_as_zero(task: bytes, item: bytes) -> None:
+    """A NaN or infinite task / task item progress decodes as 0.0, in zeep's mapping too."""
+    body = _non_finite_progress(task, item)
+    (job,) = decode_active_jobs(body, NS14)
+    tasks = job.status.task_progress
+    assert [t.progress for t in tasks] == [0.0, 0.0, 0.0]  # tasks 1 and 2; task 3 was 0
+    assert [i.progress for i in tasks[1].items] == [0.0, 0.5, 0.0]
+    assert zeep_decode_active_jobs(DEFAULT_WSDL, body) == (job,)
+
+
+def test_identical_polls_with_nan_progress_publish_no_progress_event() -> None:
+    """Two polls showing the same NaN progress are no change for the diff: no event at all."""
+    body = _non_finite_progress(b"NaN", b"NaN")
+    first, second = (decode_active_jobs(body, NS14) for _ in range(2))  # separate objects
+    assert first[0] is not second[0]
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    polled = diff({}, Snapshot("c|110", first), t0, DiffSettings(), None)
+    assert [type(e) for e in polled.events] == [JobObserved]
+    t1 = t0 + timedelta(seconds=5)
+    again = diff(polled.state, Snapshot("c|110", second), t1, DiffSettings(), t0)
+    assert again.events == ()
+    assert again.changed == ()
 
 
 @pytest.mark.parametrize(("index", "element"), list(enumerate(SUB_JOB_ELEMENTS)))
@@ -356,6 +396,14 @@ STRICT_CASES: dict[str, tuple[bytes, str]] = {
         _replace("active_jobs_one.xml", b"<progress>0</progress>", b"<progress/>"),
         "schema",
     ),
+    "empty_trigger_time": (
+        _replace(
+            "active_jobs_one.xml",
+            b"<triggerTime>2024-05-06T10:15:30.000-07:00</triggerTime>",
+            b"<triggerTime/>",
+        ),
+        "schema",
+    ),
     "bad_datetime": (
         _replace("active_jobs_one.xml", b"<startDate>2024-05-06T", b"<startDate>yesterday "),
         "schema",
@@ -445,6 +493,35 @@ def test_2014_trigger_time_in_2013_reply_is_unexpected() -> None:
         decode_active_jobs(body, NS13)
 
 
+def _deep_sub_job(levels: int) -> bytes:
+    """active_jobs_one.xml whose sub-job holds a chain of elements ``levels`` deep under the job
+    (the sub-job element is level 1, the innermost element holds text)."""
+    chain = b"<options>" * (levels - 1) + b"x" + b"</options>" * (levels - 1)
+    return _replace("active_jobs_one.xml", b"</uploadUrlsJob>", chain + b"</uploadUrlsJob>")
+
+
+def test_sub_job_nested_to_the_depth_limit_is_decoded() -> None:
+    """A sub-job tree exactly MAX_SUB_JOB_DEPTH levels deep is kept whole."""
+    (job,) = decode_active_jobs(_deep_sub_job(MAX_SUB_JOB_DEPTH), NS14)
+    assert job.sub_job is not None
+    name, value = job.sub_job.fields[-1]
+    levels = 2  # the outermost <options> is a child of the sub-job element
+    while isinstance(value, tuple):
+        ((name, value),) = value
+        levels += 1
+    assert (name, value, levels) == ("options", "x", MAX_SUB_JOB_DEPTH)
+
+
+@pytest.mark.parametrize("levels", [MAX_SUB_JOB_DEPTH + 1, 1_000, 2_000])
+def test_sub_job_nested_deeper_than_the_limit_is_a_malformed_reply(levels: int) -> None:
+    """Deeper sub-job trees (lxml parses up to 2,048) fail the poll: no RecursionError."""
+    body = _deep_sub_job(levels)
+    etree.fromstring(body, etree.XMLParser(huge_tree=True))  # well-formed: the limit is ours
+    with pytest.raises(IpsReplyError, match=f"deeper than {MAX_SUB_JOB_DEPTH}") as info:
+        decode_active_jobs(body, NS14)
+    assert info.value.kind == "malformed"
+
+
 # ------------------------------------------------------------------------------------------
 # Faults
 # ------------------------------------------------------------------------------------------
@@ -514,6 +591,32 @@ def test_fault_without_detail_is_plain_ips_fault() -> None:
         "java.lang.NullPointerException",
         "fault",
     )
+
+
+def test_huge_fault_reason_is_cut_to_an_excerpt_in_the_message() -> None:
+    """A 3 MB fault reason: str() is a 500-character excerpt with the full length; code whole."""
+    reason = "x" * 3_000_000
+    body = _replace("fault_ipsapi.xml", b"Unexpected error: company", reason.encode() + b" company")
+    with pytest.raises(IpsApiFault) as info:
+        decode_active_jobs(body, NS14)
+    fault = info.value
+    message = str(fault)
+    assert message.startswith("IpsApiFault 30000: xxx")
+    assert message.endswith(f"... ({len('IpsApiFault 30000: ' + fault.reason):,} chars)")
+    assert len(message) < 550
+    assert (fault.code, fault.kind, fault.message) == (30000, "fault_ipsapi", message)
+    assert fault.reason.startswith(reason)  # the attribute keeps what IPS said
+
+
+def test_long_error_messages_are_cut_too() -> None:
+    """Any IpsError message (here a huge unexpected tag name) is cut the same way."""
+    tag = b"colour" + b"r" * 100_000
+    body = _replace("active_jobs_one.xml", b"<locale>", b"<" + tag + b"/><locale>")
+    with pytest.raises(IpsReplyError) as info:
+        decode_active_jobs(body, NS14)
+    assert len(str(info.value)) < 550
+    assert str(info.value).startswith("ActiveJob: missing element")
+    assert str(info.value).endswith(" chars)")
 
 
 @pytest.mark.parametrize(
@@ -609,8 +712,51 @@ def test_job_log_strictness() -> None:
     legacy = re.sub(rb"<dateCreated>[^<]*</dateCreated>", b"", fixture("job_log_details_fatal.xml"))
     (log,) = decode_job_logs(legacy.replace(b"2014-04-03", b"2013-02-15"), NS13)
     assert log.fatal_error is True
+    fatal = fixture("job_log_details_fatal.xml")
+    empty_date = re.sub(rb"<dateCreated>[^<]*</dateCreated>", b"<dateCreated/>", fatal)
+    with pytest.raises(IpsReplyError):
+        decode_job_logs(empty_date, NS14)
     bad_bool = _replace("job_log_details_fatal.xml", b"<fatalError>true", b"<fatalError>yes")
     with pytest.raises(IpsReplyError):
         decode_job_logs(bad_bool, NS14)
     with pytest.raises(IpsReplyError):
         decode_job_logs(fixture("active_jobs_one.xml"), NS14)
+
+
+def test_job_log_present_optional_elements_must_hold_values() -> None:
+    """An optional date or count that is there must be valid; only an absent one is None."""
+    (log,) = decode_job_logs(fixture("job_log_details_success.xml"), NS14)
+    assert log.start_date is not None
+    empty_start = re.sub(
+        rb"<startDate>[^<]*</startDate>", b"<startDate/>", fixture("job_log_details_success.xml")
+    )
+    with pytest.raises(IpsReplyError, match="JobLog #0"):
+        decode_job_logs(empty_start, NS14)
+    no_start = re.sub(rb"<startDate>[^<]*</startDate>", b"", fixture("job_log_details_success.xml"))
+    (log,) = decode_job_logs(no_start, NS14)
+    assert log.start_date is None
+
+
+# ------------------------------------------------------------------------------------------
+# Building blocks
+# ------------------------------------------------------------------------------------------
+
+
+def test_fast_constructor_builds_the_dataclass_values() -> None:
+    """fast_constructor makes values equal to the dataclass's, frozen; it refuses other classes."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    fields: dict[str, Any] = {"item_name": "a.jpg", "progress": 0.5, "progress_message": "m"}
+    made = fast_constructor(TaskItemProgress)(**fields, last_progress_update=when)
+    plain = TaskItemProgress(**fields, last_progress_update=when)
+    assert (made, hash(made), type(made)) == (plain, hash(plain), TaskItemProgress)
+    with pytest.raises(FrozenInstanceError):
+        made.progress = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError, match="not a frozen dataclass"):
+        fast_constructor(_Mutable)
+
+
+@dataclass
+class _Mutable:
+    """Not frozen: fast_constructor refuses it."""
+
+    x: int

@@ -23,6 +23,7 @@ from streamer.ips import (
     decode_active_jobs,
     reply_cache,
 )
+from streamer.ips.decode import MAX_SUB_JOB_DEPTH
 from streamer.model import JobSnapshot
 from streamer.simulator import DEFAULT_PASSWORD, DEFAULT_USER, SimulatorConfig, build_app, render
 from streamer.simulator.soap import NS_2014
@@ -296,6 +297,20 @@ def test_damaged_reply_gives_the_full_decode_answer(
     assert changed != body, name
     same_as_full(cache, changed)
     same_as_full(cache, body)  # and the cache still works afterwards
+
+
+@pytest.mark.parametrize("levels", [MAX_SUB_JOB_DEPTH + 1, 1_000, 2_000])
+def test_too_deep_sub_job_fails_the_cached_decode_as_the_full_one(levels: int) -> None:
+    """A sub-job nested past the limit is malformed, warm cache or cold: no RecursionError."""
+    cache, body = _warm()
+    chain = b"<a>" * (levels - 1) + b"x" + b"</a>" * (levels - 1)
+    deep = body.replace(b"</videoPublishJob>", chain + b"</videoPublishJob>", 1)
+    assert deep != body
+    for decoder in (cache, ActiveJobsCache(min_bytes=0)):  # warm, then cold
+        failed = same_as_full(decoder, deep)
+        assert isinstance(failed, tuple)
+        assert failed[:2] == (IpsReplyError, "malformed")
+    assert isinstance(same_as_full(cache, body), tuple)  # and the cache still works afterwards
 
 
 def test_marker_inside_a_job_never_splits_it() -> None:

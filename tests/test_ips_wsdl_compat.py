@@ -20,8 +20,8 @@ from streamer.ips import (
     IpsClient,
     IpsSettings,
     decode_active_jobs,
-    zeep_decode_active_jobs,
 )
+from tests.zeep_reference import zeep_decode_active_jobs
 
 SHARED_IPSAPI = Path(__file__).resolve().parents[1].parent / "shared" / "ipsapi"
 FIXTURES = Path(__file__).parent / "fixtures" / "ips"

@@ -119,7 +119,6 @@ async def test_a_job_log_of_another_job_is_no_outcome() -> None:
     await r.poller.cycle()
     assert "j|1" in r.poller.state
     assert r.poller.state["j|1"].log_attempts == 1
-    assert sample(r.metrics, "streamer_job_log_lookups_total", result="mismatch") == 1
     r.ips.logs["j|1"] = final_log("j|1")
     await r.poller.cycle()
     done = [v for v in r.sink.values(TOPICS.state) if v["type"] == "job.completed"]

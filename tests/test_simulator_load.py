@@ -1,8 +1,11 @@
-"""The simulator stays cheap at benchmark scale (generous bounds: they catch gross regressions)."""
+"""The simulator at benchmark scale: many companies, and one company with 10,000 jobs.
+
+Its CPU budget (under 3 ms per 10-job reply) is measured by ``bench/decode.py``, not here: a
+timing bound in a test fails on a loaded machine without anything being wrong.
+"""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from lxml import etree
@@ -22,18 +25,23 @@ def _reply(world: SimWorld, company: str, t: float) -> bytes:
     return render.active_jobs_reply(soap.NS_2014, items)
 
 
-def test_ten_job_replies_are_cheap_across_many_companies() -> None:
-    """Polling 200 companies x 10 jobs costs on average well under a few ms per reply."""
+def test_replies_across_many_companies_list_each_companys_jobs() -> None:
+    """Polling 200 companies x 10 jobs three times gives well-formed replies of their own jobs."""
     config = SimulatorConfig.bulk(200, 10)
     world = SimWorld(config, EPOCH)
-    for company in config.companies:  # builds each company once, like its first poll
-        _reply(world, company, 0.0)
-    started = time.perf_counter()
-    for t in (5.0, 10.0):
+    ns = soap.NS_2014
+    counts = []
+    for t in (0.0, 5.0, 10.0):
         for company in config.companies:
-            _reply(world, company, t)
-    per_reply = (time.perf_counter() - started) / (2 * len(config.companies))
-    assert per_reply < 0.003, f"{per_reply * 1000:.2f} ms per 10-job reply"
+            sim = world.advance(company, t)
+            assert sim is not None
+            items = [render.active_job_xml(j, sim.now, DATES, True) for j in sim.active.values()]
+            root = etree.fromstring(render.active_jobs_reply(ns, items))
+            jobs = root.findall(f".//{{{ns}}}jobArray/{{{ns}}}items")
+            assert [j.findtext(f"{{{ns}}}jobHandle") for j in jobs] == list(sim.active)
+            assert {j.findtext(f"{{{ns}}}companyHandle") for j in jobs} <= {company}
+            counts.append(len(jobs))
+    assert 5 <= sum(counts) / len(counts) <= 10
 
 
 def test_ten_thousand_jobs_in_one_company() -> None:

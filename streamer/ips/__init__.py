@@ -1,13 +1,13 @@
-"""IPS (Scene7 / Dynamic Media Classic) SOAP access: client, fast reply decoder, typed errors."""
+"""IPS (Scene7 / Dynamic Media Classic) SOAP access: client, fast reply decoder, typed errors.
+
+Modules: ``client`` (WSDL, requests, HTTP), ``envelope`` (SOAP envelope and faults of a reply),
+``schema`` (the job types' element sequences), ``decode`` (reply rows to model values),
+``reply_cache`` (unchanged job elements not decoded again), ``errors``.
+"""
 
 from streamer.ips.client import DEFAULT_WSDL, IpsClient, IpsSettings
-from streamer.ips.decode import (
-    decode_active_jobs,
-    decode_job_logs,
-    find_fault,
-    parse_envelope,
-    raise_for_fault,
-)
+from streamer.ips.decode import decode_active_jobs, decode_job_logs
+from streamer.ips.envelope import find_fault, parse_envelope, raise_for_fault
 from streamer.ips.errors import (
     AuthenticationFault,
     AuthorizationFault,
@@ -17,7 +17,6 @@ from streamer.ips.errors import (
     IpsReplyError,
     IpsTransportError,
 )
-from streamer.ips.reference import zeep_decode_active_jobs
 from streamer.ips.reply_cache import ActiveJobsCache
 
 __all__ = [
@@ -37,5 +36,4 @@ __all__ = [
     "find_fault",
     "parse_envelope",
     "raise_for_fault",
-    "zeep_decode_active_jobs",
 ]

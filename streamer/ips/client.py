@@ -5,9 +5,9 @@ knowing each operation's body namespace, SOAPAction and header element, and seri
 envelopes. It never touches the network (its blocking transport would stall the event loop) and
 never decodes replies (too slow for ten thousand jobs; see :mod:`streamer.ips.decode`).
 Each company's ``getActiveJobs`` replies go through an :class:`ActiveJobsCache`, so that jobs whose
-reply element did not change since the last poll are not parsed again.
-:func:`streamer.ips.reference.zeep_decode_active_jobs` keeps zeep's own reply mapping as the
-reference the fast decoder is tested and benchmarked against.
+reply element did not change since the last poll are not parsed again. zeep's own reply mapping,
+the oracle the fast decoder is tested and benchmarked against, lives with the tests
+(``tests/zeep_reference.py``).
 """
 
 from __future__ import annotations
@@ -23,18 +23,25 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
+import structlog
 import zeep
 import zeep.exceptions
 from lxml import etree
 from zeep.wsdl.bindings.soap import Soap11Binding
 
-from streamer.ips.decode import decode_active_jobs, decode_job_logs, find_fault
+from streamer.ips.decode import decode_active_jobs, decode_job_logs
+from streamer.ips.envelope import find_fault
 from streamer.ips.errors import (
     IpsError,
     IpsFault,
+    IpsReplyError,
     IpsTransportError,
+    excerpt,
+    redact_url,
+    redact_urls,
     scrub,
 )
 from streamer.ips.reply_cache import ActiveJobsCache
@@ -48,6 +55,8 @@ _zeep: Any = zeep
 DEFAULT_WSDL = str(Path(__file__).resolve().parent / "wsdl" / "IpsApi-2014-04-03.wsdl")
 #: Replies larger than this are decoded in a worker thread so the event loop stays responsive.
 _THREAD_DECODE_BYTES = 256 * 1024
+#: Default bound on one reply's body (``ips.max_reply_bytes``): a 10,000-job reply is ~15 MB.
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 
 def _package_version() -> str:
@@ -74,6 +83,9 @@ class IpsSettings:
     #: Extra CA bundle (PEM) to trust for IPS, e.g. a corporate TLS-inspecting proxy's.
     ca_file: str | None = None
     include_waiting_jobs: bool | None = None
+    #: Largest reply body read (also a WSDL fetched by URL); a longer one fails the call
+    #: with IpsReplyError(kind="too_large") without being read whole.
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
 
     def ssl(self) -> ssl_module.SSLContext | bool:
         """What aiohttp's ``ssl=`` gets: False (no verification), a context with the CA, or True."""
@@ -166,12 +178,18 @@ class IpsClient:
 
     @classmethod
     async def create(cls, settings: IpsSettings, session: aiohttp.ClientSession) -> IpsClient:
-        """Load the WSDL (a path, or a URL fetched with ``session``) and build a client."""
+        """Load the WSDL (a path, or a URL fetched with ``session``) and build a client.
+
+        Raises :class:`IpsTransportError` when a WSDL URL cannot be fetched (timeout, TLS,
+        connection, HTTP error status: worth retrying), :class:`IpsReplyError` when it is longer
+        than ``max_reply_bytes``, and ``IpsError(kind="wsdl")`` when what was loaded is not a
+        usable WSDL. Messages show the URL without its credentials.
+        """
         source: str | io.BytesIO = settings.wsdl
         if _is_url(settings.wsdl):
             data = await _fetch(session, settings, settings.wsdl)
             source = io.BytesIO(data)
-        binding = _load_binding(source, settings.wsdl)
+        binding = _load_binding(source, redact_url(settings.wsdl))
         return cls(settings, session, binding)
 
     @property
@@ -271,19 +289,27 @@ class IpsClient:
         """The reply cache of a company polled before (statistics, benchmarks)."""
         return self._job_caches.get(company_handle)
 
-    @property
-    def binding(self) -> _Binding:
-        """The loaded WSDL binding (zeep objects; for the reference decoder)."""
-        return self._binding
-
     async def get_job_log(self, company_handle: str, job_handle: str) -> JobLog | None:
-        """``getJobLogDetails`` for one job; None when IPS has no log for it (yet)."""
+        """``getJobLogDetails`` for one job; None when IPS has no log for it (yet).
+
+        Only a log carrying the asked ``jobHandle`` counts: logs of other jobs are ignored (with
+        a warning), and the lookup is then "no log found", to be retried like one.
+        """
         params = {"companyHandle": company_handle, "jobHandle": job_handle}
         body = await self._call("getJobLogDetails", params)
         logs = await self._decode(decode_job_logs, body, operation="getJobLogDetails")
-        if not logs:
-            return None
-        return next((log for log in logs if log.job_handle == job_handle), logs[0])
+        found = next((log for log in logs if log.job_handle == job_handle), None)
+        if found is None and logs:
+            # Another job's log must never decide this job's outcome: treat it as no log yet.
+            # (A fresh logger: a rare path, and it follows the current structlog configuration.)
+            structlog.get_logger("streamer.ips").warning(
+                "job_log_handle_mismatch",
+                company=company_handle,
+                job_handle=job_handle,
+                returned_job_handle=excerpt(logs[0].job_handle, 200),
+                returned_logs=len(logs),
+            )
+        return found
 
     async def get_job_logs(
         self,
@@ -357,7 +383,7 @@ class IpsClient:
                 timeout=self._timeout,
                 ssl=self._ssl,
             ) as resp:
-                return resp.status, await resp.read()
+                return resp.status, await _read_body(resp, settings.max_reply_bytes, operation)
         except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError on 3.11
             raise IpsTransportError(
                 f"{operation}: no reply within {settings.timeout_s:g}s", kind="timeout"
@@ -371,8 +397,41 @@ class IpsClient:
             ) from exc
 
 
+async def _read_body(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The whole body of ``resp``, or IpsReplyError(kind="too_large") as soon as it is known to
+    be longer than ``limit`` bytes: from its Content-Length, else once that much was read."""
+    declared = resp.content_length
+    if declared is not None and declared > limit and not resp.headers.get("Content-Encoding"):
+        resp.close()  # the rest is never read: the connection cannot be reused
+        raise IpsReplyError(
+            f"{what}: reply of {declared:,} bytes is larger than "
+            f"ips.max_reply_bytes ({limit:,}); not read",
+            kind="too_large",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            resp.close()
+            raise IpsReplyError(
+                f"{what}: reply larger than ips.max_reply_bytes ({limit:,} bytes); "
+                f"stopped reading after {size:,}",
+                kind="too_large",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _fetch(session: aiohttp.ClientSession, settings: IpsSettings, url: str) -> bytes:
-    """GET a WSDL over HTTP(S) with the session (TLS and timeout per settings)."""
+    """GET a WSDL over HTTP(S) with the session (TLS, timeout and size bound per settings).
+
+    Every failure to get it is an :class:`IpsTransportError` naming the URL without its
+    credentials (``https://user:pw@host/...`` -> ``https://***@host/...``), so that the caller
+    can report it and retry.
+    """
+    shown = redact_url(url)
+    secrets = [settings.password, *_url_secrets(url)]
     try:
         async with session.get(
             url, timeout=aiohttp.ClientTimeout(total=settings.timeout_s), ssl=settings.ssl()
@@ -380,10 +439,36 @@ async def _fetch(session: aiohttp.ClientSession, settings: IpsSettings, url: str
             if resp.status != 200:
                 kind = "http_5xx" if resp.status >= 500 else "http_4xx"
                 raise IpsTransportError(
-                    f"WSDL {url}: HTTP {resp.status}", kind=kind, status=resp.status
+                    f"WSDL {shown}: HTTP {resp.status}", kind=kind, status=resp.status
                 )
-            return await resp.read()
-    except TimeoutError as exc:
-        raise IpsTransportError(f"WSDL {url}: timeout", kind="timeout") from exc
-    except aiohttp.ClientError as exc:
-        raise IpsTransportError(f"WSDL {url}: {type(exc).__name__}", kind="connection") from exc
+            return await _read_body(resp, settings.max_reply_bytes, f"WSDL {shown}")
+    except TimeoutError:
+        raise IpsTransportError(
+            f"WSDL {shown}: no reply within {settings.timeout_s:g}s", kind="timeout"
+        ) from None
+    except aiohttp.ClientSSLError as exc:
+        raise IpsTransportError(
+            f"WSDL {shown}: TLS error: {_clean(exc, secrets)}", kind="tls"
+        ) from None  # the cause's text may hold the URL with its credentials
+    except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: a URL yarl refuses
+        raise IpsTransportError(
+            f"WSDL {shown}: {type(exc).__name__}: {_clean(exc, secrets)}", kind="connection"
+        ) from None
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The user and password written into a URL, as written and decoded."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.username, parts.password]
+    except ValueError:
+        return []
+    return [v for v in found + [unquote(x) for x in found if x] if v]
+
+
+def _clean(exc: BaseException, secrets: list[str]) -> str:
+    """``str(exc)`` with every secret masked and every URL's credentials redacted."""
+    text = str(exc)
+    for secret in secrets:
+        text = scrub(text, secret)
+    return redact_urls(text)

@@ -1,36 +1,43 @@
-"""Fast, strict decoding of IPS SOAP replies (raw bytes) into :mod:`streamer.model` values.
+"""Fast, strict mapping of IPS replies (raw bytes) to :mod:`streamer.model` values.
 
 This is the hot path of every poll: a busy company can have ten thousand active jobs, and zeep's
-generic object mapping is far too slow for that. The decoder walks the lxml tree once, with
-precompiled Clark-notation tag names per body namespace and a cached "layout" per distinct
-sequence of child tags, so each element is looked at once and no XPath is evaluated.
+generic object mapping is far too slow for that. :mod:`streamer.ips.envelope` parses the reply
+and hands over the checked array element; this module walks its rows once, each element's
+children matched against the schema sequence once per distinct shape
+(:mod:`streamer.ips.schema`), so each element is looked at once and no XPath is evaluated.
 
 It is as strict as zeep's strict mode about everything it maps: a missing required element, an
 element out of order or unexpected, a body in another namespace, a bad value, a truncated or
 unparseable document all raise :class:`~streamer.ips.errors.IpsReplyError`. A partial answer must
-never look like a shorter job list (every missing job would look completed). The one place it is
-looser than zeep: sub-job definitions are kept as an opaque generic tree and not validated against
-their (large) schemas; nothing downstream computes on them.
+never look like a shorter job list (every missing job would look completed). Where it is looser
+or decides on its own:
+
+* sub-job definitions are kept as an opaque generic tree and not validated against their (large)
+  schemas; nothing downstream computes on them. A tree nested deeper than
+  :data:`MAX_SUB_JOB_DEPTH` levels under its job is refused as a malformed reply (kind
+  ``"malformed"``): such a reply is hostile or broken, and walking it would exhaust the stack;
+* a task's or task item's ``progress`` that is not finite (xsd:double allows ``NaN``, ``INF``,
+  ``-INF``) is read as ``0.0``, as if no progress was reported: NaN is unequal to itself, so
+  every poll would otherwise see the job move and publish a progress event.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-import re
+import math
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
-from streamer.ips.errors import IpsFault, IpsReplyError, fault_from_detail
+from streamer.ips import envelope
+from streamer.ips.constructors import fast_constructor
+from streamer.ips.errors import IpsReplyError
+from streamer.ips.schema import ABSENT, Names, names
 from streamer.model import (
-    SUB_JOB_ELEMENTS,
     JobLog,
     JobSnapshot,
     JobStatus,
@@ -43,13 +50,13 @@ from streamer.model import (
 if TYPE_CHECKING:
     from streamer.ips.reply_cache import ActiveJobsCache
 
-SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+#: Deepest nesting of a sub-job tree, counted in elements below the ``ActiveJob`` (the sub-job
+#: element is level 1). The real schemas nest a handful of levels; lxml accepts 2,048 (huge_tree).
+MAX_SUB_JOB_DEPTH = 256
 
-_ENVELOPES = {f"{{{SOAP11_ENV}}}Envelope": SOAP11_ENV, f"{{{SOAP12_ENV}}}Envelope": SOAP12_ENV}
-_VERSION_RE = re.compile(r"/xsd/(\d{4}-\d{2}-\d{2})")
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 _fromisoformat = datetime.fromisoformat
+_isfinite = math.isfinite
 #: Texts that repeat across jobs (states, types, users, servers, messages) are interned: a
 #: tracked job then holds shared strings, not copies (memory at 100,000 tracked jobs).
 _intern = sys.intern
@@ -60,280 +67,17 @@ _DT_MEMO_SIZE = 1 << 16
 #: Sub-job definitions repeat across jobs (same options, same e-mail setting): share the trees.
 _TREE_MEMO: dict[XmlTree, XmlTree] = {}
 _TREE_MEMO_SIZE = 1 << 14
-_THREAD = threading.local()
-_T = TypeVar("_T")
 
-
-def _constructor(cls: type[_T]) -> Callable[..., _T]:
-    """A positional constructor for a frozen, slotted model dataclass, about twice as fast.
-
-    The ``__init__`` that dataclasses generates for these classes calls ``object.__setattr__``
-    once per field (there is no ``__post_init__``, no converter); this function sets the same
-    slots through their descriptors, without its per-field global and attribute lookups. The
-    objects are the same: equal, hashable, frozen. Generated once per class, as dataclasses
-    generates ``__init__``.
-    """
-    if not (dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen):  # type: ignore[attr-defined]
-        raise TypeError(f"{cls.__name__} is not a frozen dataclass")
-    if hasattr(cls, "__post_init__") or "__slots__" not in cls.__dict__:
-        raise TypeError(f"{cls.__name__} has a __post_init__ or no slots")
-    names = [f.name for f in dataclasses.fields(cls)]
-    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    scope.update({f"_set_{n}": cls.__dict__[n].__set__ for n in names})
-    lines = [f"def make({', '.join(names)}):", "    o = _new(_cls)"]
-    lines += [f"    _set_{n}(o, {n})" for n in names]
-    lines.append("    return o")
-    exec("\n".join(lines), scope)  # the technique dataclasses uses for __init__
-    make: Callable[..., _T] = scope["make"]
-    make.__qualname__ = make.__name__ = f"new_{cls.__name__}"
-    return make
-
-
-_JobSnapshot = _constructor(JobSnapshot)
-_JobStatus = _constructor(JobStatus)
-_TaskProgress = _constructor(TaskProgress)
-_TaskItemProgress = _constructor(TaskItemProgress)
-_SubJob = _constructor(SubJob)
-
-# Schema sequences in order. Suffix ``?``: optional; ``+``: required from 2014-04-03 on, absent
-# before. Only the types the model is built from; sub-job definitions stay generic trees.
-_ACTIVE_JOB = (
-    "companyHandle jobHandle name originalName type state submitUserEmail locale? description? "
-    "serverName startDate triggerTime+ totalSize progress progressMessage lastProgressUpdate "
-    "taskProgressArray " + " ".join(f"{name}?" for name in SUB_JOB_ELEMENTS)
-)
-_TASK = (
-    "taskType taskState numProcessed numProcessing numPending progress progressMessage "
-    "lastProgressUpdate taskItemProgressArray"
-)
-_TASK_ITEM = "itemName progress progressMessage lastProgressUpdate"
-_JOB_LOG = (
-    "companyHandle jobHandle jobName originalJobName submitUserEmail logType jobSubType "
-    "startDate? endDate? description fileSuccessCount fileErrorCount fileWarningCount "
-    "fileDuplicateCount fileUpdateCount totalFileCount transferSuccessCount transferErrorCount "
-    "transferWarningCount fatalError detailTotalRows? detailArray?"
-)
-_DETAIL = "logMessage logType dateCreated+ assetName? assetType? assetHandle? auxArray?"
-_AUX = "logMessage logType dateCreated?"
-
-
-def namespace_version(namespace: str) -> str:
-    """The API version date of a body namespace (``"2014-04-03"``), ``""`` when unversioned."""
-    m = _VERSION_RE.search(namespace)
-    return m.group(1) if m else ""
-
-
-def has_trigger_time(namespace: str) -> bool:
-    """Whether ``ActiveJob/triggerTime`` (and ``JobLogDetail/dateCreated``) exist in a version."""
-    return namespace_version(namespace) >= "2014-04-03"
-
-
-class _Seq:
-    """A schema sequence for one namespace: child tags in order, and a layout cache."""
-
-    __slots__ = ("cache", "last", "modes", "name", "tags")
-
-    def __init__(self, name: str, ns: str, spec: str) -> None:
-        v14 = has_trigger_time(ns)
-        fields = spec.split()
-        self.name = name
-        self.tags = tuple(f"{{{ns}}}{f.rstrip('?+')}" for f in fields)
-        # mode: 1 required, 0 optional, -1 not in this API version (its slot stays -1)
-        self.modes = tuple(
-            0 if f[-1] == "?" else (1 if v14 else -1) if f[-1] == "+" else 1 for f in fields
-        )
-        self.cache: dict[tuple[str, ...], tuple[int, ...]] = {}
-        #: The last shape seen and its layout: consecutive elements nearly always share it, and
-        #: comparing tag tuples is cheaper than hashing freshly built tag strings.
-        self.last: tuple[tuple[str, ...], tuple[int, ...]] = (("",), ())  # matches no element
-
-    def layout(self, tags: tuple[str, ...]) -> tuple[int, ...]:
-        """Child index of each schema slot (-1 when absent); raises on a schema violation."""
-        last = self.last
-        if tags == last[0]:
-            return last[1]
-        lay = self.cache.get(tags)
-        if lay is None:
-            lay = self._match(tags)
-            if len(self.cache) >= 512:  # distinct shapes are few; bound hostile input anyway
-                self.cache.clear()
-            self.cache[tags] = lay
-        self.last = (tags, lay)
-        return lay
-
-    def _match(self, tags: tuple[str, ...]) -> tuple[int, ...]:
-        out: list[int] = []
-        i, n = 0, len(tags)
-        for tag, mode in zip(self.tags, self.modes, strict=True):
-            if mode >= 0 and i < n and tags[i] == tag:
-                out.append(i)
-                i += 1
-            elif mode == 1:
-                found = f", found {tags[i]}" if i < n else ""
-                raise IpsReplyError(f"{self.name}: missing element {tag}{found}", kind="schema")
-            else:
-                out.append(-1)
-        if i < n:
-            raise IpsReplyError(f"{self.name}: unexpected element {tags[i]}", kind="schema")
-        return tuple(out)
-
-
-class _Names:
-    """Precompiled Clark tag names and sequences for one body namespace."""
-
-    def __init__(self, ns: str) -> None:
-        p = self.prefix = f"{{{ns}}}"
-        self.items = p + "items"
-        self.active_jobs_return = p + "getActiveJobsReturn"
-        self.job_array = p + "jobArray"
-        self.job_log_returns = (p + "getJobLogDetailsReturn", p + "getJobLogsReturn")
-        self.job_log_array = p + "jobLogArray"
-        self.sub_jobs = {p + name: name for name in SUB_JOB_ELEMENTS}
-        #: Clark tag -> local name, for sub-job tags already checked to be in this namespace.
-        self.local: dict[str, str] = {}
-        self.active_job = _Seq("ActiveJob", ns, _ACTIVE_JOB)
-        self.task = _Seq("TaskProgress", ns, _TASK)
-        self.task_item = _Seq("TaskItemProgress", ns, _TASK_ITEM)
-        self.job_log = _Seq("JobLog", ns, _JOB_LOG)
-        self.detail = _Seq("JobLogDetail", ns, _DETAIL)
-        self.aux = _Seq("JobLogDetailAux", ns, _AUX)
-
-
-@lru_cache(maxsize=16)
-def _names(namespace: str) -> _Names:
-    return _Names(namespace)
+_new_job_snapshot = fast_constructor(JobSnapshot)
+_new_job_status = fast_constructor(JobStatus)
+_new_task_progress = fast_constructor(TaskProgress)
+_new_task_item_progress = fast_constructor(TaskItemProgress)
+_new_sub_job = fast_constructor(SubJob)
 
 
 # ------------------------------------------------------------------------------------------
-# Envelope, body and faults
-# ------------------------------------------------------------------------------------------
-
-
-def _parser() -> etree.XMLParser:
-    """This thread's reply parser (reusing one saves its setup: small replies parse 2x faster)."""
-    parser: etree.XMLParser | None = getattr(_THREAD, "parser", None)
-    if parser is None:
-        parser = _THREAD.parser = etree.XMLParser(
-            huge_tree=True,
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            remove_comments=True,
-            remove_pis=True,
-            # Drops whitespace-only text *between* elements (~20% faster parse); libxml2 keeps it
-            # inside an otherwise empty element, so ``<progressMessage> </progressMessage>`` is " ".
-            remove_blank_text=True,
-            collect_ids=False,
-        )
-    return parser
-
-
-def parse_envelope(body: bytes) -> etree._Element:
-    """Parse reply bytes into the SOAP ``Envelope`` element (1.1 or 1.2), or raise IpsReplyError."""
-    try:
-        root = etree.fromstring(body, _parser())
-    except (etree.XMLSyntaxError, ValueError) as exc:
-        raise IpsReplyError(f"reply is not well-formed XML: {exc}", kind="malformed") from exc
-    if root is None:
-        raise IpsReplyError("reply is empty", kind="malformed")
-    if root.getroottree().docinfo.doctype:
-        # A SOAP message must not carry a DTD (SOAP 1.1 section 3); entities are a hazard.
-        raise IpsReplyError("reply carries a DOCTYPE", kind="malformed")
-    if root.tag not in _ENVELOPES:
-        raise IpsReplyError(f"reply root is {_tag(root)}, not a SOAP Envelope", kind="malformed")
-    return root
-
-
-def _tags(children: list[etree._Element]) -> tuple[str, ...]:
-    """Child tags of a parsed tree (always ``str`` after parsing; the stubs allow more)."""
-    return cast("tuple[str, ...]", tuple([c.tag for c in children]))
-
-
-def _tag(element: etree._Element) -> str:
-    """An element's Clark tag name, for messages."""
-    return str(element.tag)
-
-
-def _soap_body(envelope: etree._Element) -> etree._Element:
-    body = envelope.find(f"{{{_ENVELOPES[_tag(envelope)]}}}Body")
-    if body is None:
-        raise IpsReplyError("SOAP Envelope has no Body", kind="malformed")
-    return body
-
-
-def fault_of(envelope: etree._Element) -> IpsFault | None:
-    """The typed fault carried by a SOAP 1.1 or 1.2 envelope, or None when it carries none."""
-    env_ns = _ENVELOPES.get(_tag(envelope))
-    fault = None if env_ns is None else _soap_body(envelope).find(f"{{{env_ns}}}Fault")
-    if fault is None:
-        return None
-    # SOAP 1.1: unqualified faultcode/faultstring/detail; SOAP 1.2: Code/Value, Reason/Text, Detail
-    code = fault.findtext("faultcode") or fault.findtext(
-        f"{{{SOAP12_ENV}}}Code/{{{SOAP12_ENV}}}Value"
-    )
-    text = fault.findtext("faultstring") or fault.findtext(
-        f"{{{SOAP12_ENV}}}Reason/{{{SOAP12_ENV}}}Text"
-    )
-    detail = fault.find("detail")
-    if detail is None:
-        detail = fault.find(f"{{{SOAP12_ENV}}}Detail")
-    return fault_from_detail(
-        detail, fault_string=(text or "").strip(), fault_code=(code or "").strip()
-    )
-
-
-def raise_for_fault(root: etree._Element) -> None:
-    """Raise the typed :class:`IpsFault` when ``root`` (a SOAP Envelope) carries a SOAP Fault."""
-    fault = fault_of(root)
-    if fault is not None:
-        raise fault
-
-
-def find_fault(body: bytes) -> IpsFault | None:
-    """The fault in raw reply bytes, or None when they are not a SOAP envelope with a fault."""
-    try:
-        return fault_of(parse_envelope(body))
-    except IpsReplyError:
-        return None
-
-
-def _return_array(
-    body: bytes, expected: tuple[str, ...], array: str, items: str
-) -> list[etree._Element]:
-    """The ``items`` of the one array child of the body's return element (one of ``expected``)."""
-    return _items(_return_element(body, expected, array), items)
-
-
-def _return_element(body: bytes, expected: tuple[str, ...], array: str) -> etree._Element:
-    """The one ``array`` child of the body's one return element (one of ``expected``)."""
-    envelope = parse_envelope(body)
-    raise_for_fault(envelope)
-    children = list(_soap_body(envelope))
-    if len(children) != 1:
-        raise IpsReplyError(f"SOAP Body has {len(children)} elements, expected 1", kind="schema")
-    ret = children[0]
-    if ret.tag not in expected:
-        if any(_tag(ret).rpartition("}")[2] == tag.rpartition("}")[2] for tag in expected):
-            raise IpsReplyError(f"reply {_tag(ret)} is not in {expected[0]}", kind="namespace")
-        raise IpsReplyError(f"reply body is {_tag(ret)}, expected {expected[0]}", kind="schema")
-    inner = list(ret)
-    if len(inner) != 1 or inner[0].tag != array:
-        found = _tag(inner[0]) if inner else "nothing"
-        raise IpsReplyError(f"{_tag(ret)}: expected {array}, found {found}", kind="schema")
-    return inner[0]
-
-
-def _items(array: etree._Element, items: str) -> list[etree._Element]:
-    """The ``items`` children of an array element; any other child is a schema violation."""
-    rows = list(array.iterchildren(items))  # tag filter runs in C: no per-row tag strings
-    if len(rows) != len(array):
-        odd = next(c for c in array if c.tag != items)
-        raise IpsReplyError(f"{_tag(array)}: unexpected element {_tag(odd)}", kind="schema")
-    return rows
-
-
-# ------------------------------------------------------------------------------------------
-# Values
+# Values. A required element without text reaches int(None)/float(None)/_dt(None), whose
+# TypeError the row loops report with the row index.
 # ------------------------------------------------------------------------------------------
 
 
@@ -353,6 +97,11 @@ def _dt(text: Any) -> datetime:
     return value
 
 
+def _opt_dt(text: Any) -> datetime | None:
+    """An optional xsd:dateTime: None when the element is ABSENT (an empty one is invalid)."""
+    return None if text is ABSENT else _dt(text)
+
+
 def _bool(text: str | None) -> bool:
     try:
         return _BOOLEANS[(text or "").strip()]
@@ -360,20 +109,41 @@ def _bool(text: str | None) -> bool:
         raise ValueError(f"invalid xsd:boolean {text!r}") from None
 
 
-def _tree(element: etree._Element, local: dict[str, str], prefix: str) -> XmlTree:
+def _progress(text: Any) -> float:
+    """An xsd:double progress; NaN and infinities read as 0.0 (see the module docstring)."""
+    value = float(text)
+    return value if _isfinite(value) else 0.0
+
+
+def _opt(text: Any) -> str | None:
+    """An optional string: None when the element is ABSENT or empty, else the interned text."""
+    return None if text is None or text is ABSENT else _intern(text)
+
+
+def _tree(element: etree._Element, local: dict[str, str], prefix: str, depth: int) -> XmlTree:
     """A sub-job element's children as a generic tree; all must be in ``prefix``'s namespace.
 
-    Elements with neither children nor text (or only whitespace) are left out: zeep maps them,
-    simple or complex, to ``None`` exactly like absent ones, and both decode paths must agree.
+    ``depth`` is the element's level under its job (the sub-job element is 1): no element may
+    be deeper than :data:`MAX_SUB_JOB_DEPTH`, so the recursion stays far from Python's limit,
+    also in a worker thread with a deep caller stack. Elements with neither children nor text
+    (or only whitespace) are left out: zeep maps them, simple or complex, to ``None`` exactly
+    like absent ones, and both decode paths must agree.
     """
+    if depth >= MAX_SUB_JOB_DEPTH and len(element):
+        raise IpsReplyError(
+            f"{envelope.tag(element)}: sub-job nested deeper than {MAX_SUB_JOB_DEPTH} levels",
+            kind="malformed",
+        )
     out: list[tuple[str, str | XmlTree]] = []
     append = out.append
     for child in element:
-        tag = cast(str, child.tag)
+        tag: str = child.tag  # type: ignore[assignment]  # always str after parsing
         name = local.get(tag)
         if name is None:  # first sighting of this tag: check its namespace once
             if not tag.startswith(prefix):
-                raise IpsReplyError(f"{_tag(element)}: unexpected element {tag}", kind="schema")
+                raise IpsReplyError(
+                    f"{envelope.tag(element)}: unexpected element {tag}", kind="schema"
+                )
             if len(local) >= 4096:
                 local.clear()
             name = local[tag] = tag[len(prefix) :]
@@ -382,19 +152,19 @@ def _tree(element: etree._Element, local: dict[str, str], prefix: str) -> XmlTre
         if text is not None and not text.isspace():
             append((name, _intern(text)))
         elif len(child):
-            append((name, _tree(child, local, prefix)))
+            append((name, _tree(child, local, prefix, depth + 1)))
     return tuple(out)
 
 
-def _sub_job(element: etree._Element, nm: _Names, name: str) -> SubJob:
+def _sub_job(element: etree._Element, nm: Names, name: str) -> SubJob:
     """The sub-job of an ActiveJob, its tree shared with equal ones decoded before."""
-    tree = _tree(element, nm.local, nm.prefix)
+    tree = _tree(element, nm.local, nm.prefix, 1)
     shared = _TREE_MEMO.get(tree)
     if shared is None:
         if len(_TREE_MEMO) >= _TREE_MEMO_SIZE:
             _TREE_MEMO.clear()
         shared = _TREE_MEMO[tree] = tree
-    return _SubJob(name, shared)
+    return _new_sub_job(element=name, fields=shared)
 
 
 @contextmanager
@@ -412,8 +182,7 @@ def _gc_paused() -> Iterator[None]:
 
 # ------------------------------------------------------------------------------------------
 # getActiveJobs. The three mappers are the hot loop (once per job/task/item): children listed
-# once, their tag tuple looked up in the layout cache, texts read once, values built
-# positionally. int(None)/_dt(None) raise TypeError, which the caller reports with the job index.
+# once, their tag tuple matched against the schema (cached per shape), texts read once.
 # ------------------------------------------------------------------------------------------
 
 
@@ -433,14 +202,14 @@ def decode_active_jobs(
 
 def job_array(body: bytes, namespace: str) -> etree._Element:
     """The checked ``jobArray`` element of a ``getActiveJobs`` reply (raises like the decoder)."""
-    nm = _names(namespace)
-    return _return_element(body, (nm.active_jobs_return,), nm.job_array)
+    nm = names(namespace)
+    return envelope.return_array(body, (nm.active_jobs_return,), nm.job_array)
 
 
 def decode_job_rows(array: etree._Element, namespace: str) -> tuple[JobSnapshot, ...]:
     """Decode the ``items`` of a checked ``jobArray`` (see :func:`job_array`), in order."""
-    nm = _names(namespace)
-    rows = _items(array, nm.items)
+    nm = names(namespace)
+    rows = envelope.items(array, nm.items)
     jobs: list[JobSnapshot] = []
     append = jobs.append
     try:
@@ -452,73 +221,97 @@ def decode_job_rows(array: etree._Element, namespace: str) -> tuple[JobSnapshot,
     return tuple(jobs)
 
 
-def _opt(text: str | None) -> str | None:
-    return None if text is None else _intern(text)
-
-
-def _active_job(row: etree._Element, nm: _Names) -> JobSnapshot:
+def _active_job(row: etree._Element, nm: Names) -> JobSnapshot:
     ch = list(row)
     tags: tuple[Any, ...] = tuple([c.tag for c in ch])  # str after parsing
-    seq = nm.active_job
-    last = seq.last
-    lay = last[1] if tags == last[0] else seq.layout(tags)
-    t: list[Any] = [c.text for c in ch]  # str | None; int(None) -> TypeError, reported
-    tpa = lay[16]
-    task_rows = ch[tpa]
-    tasks = tuple([_task(x, nm) for x in _items(task_rows, nm.items)]) if len(task_rows) else ()
+    layout = nm.active_job.layout(tags)
+    texts: list[Any] = [c.text for c in ch]  # lxml: an empty element's text is None
+    texts.append(ABSENT)  # what a leaf that is not there (index -1) reads
+    # Locals are named after the schema elements (in schema order): the mapping reads off.
+    (
+        companyHandle, jobHandle, name, originalName, type_, state, submitUserEmail, locale,
+        description, serverName, startDate, triggerTime, totalSize, progress, progressMessage,
+        lastProgressUpdate,
+    ) = layout.leaf_texts(texts)  # fmt: skip
+    tasks_at = layout.nested["taskProgressArray"]
+    task_rows = ch[tasks_at]
+    tasks = (
+        tuple([_task(x, nm) for x in envelope.items(task_rows, nm.items)]) if len(task_rows) else ()
+    )
     sub_job: SubJob | None = None
-    extra = len(ch) - tpa - 1  # sub-jobs are the last slots of the sequence
+    extra = len(ch) - tasks_at - 1  # the sub-job slots are the last of the sequence
     if extra:
         if extra > 1:
             raise IpsReplyError("ActiveJob: more than one sub-job element", kind="schema")
         sub_job = _sub_job(ch[-1], nm, nm.sub_jobs[tags[-1]])
-    i7, i8, i11 = lay[7], lay[8], lay[11]
-    # Positional, in JobSnapshot/JobStatus field order; slot numbers follow _ACTIVE_JOB.
     # Handles and names are unique per job; the other texts repeat and are interned.
-    # fmt: off
-    return _JobSnapshot(
-        _intern(t[lay[0]] or ""), t[lay[1]] or "", t[lay[2]] or "", t[lay[3]] or "",
-        _intern(t[lay[4]] or ""), _intern(t[lay[6]] or ""),
-        _opt(t[i7]) if i7 >= 0 else None,  # lxml: empty text is None
-        t[i8] if i8 >= 0 else None, _intern(t[lay[9]] or ""),
-        _dt(t[lay[10]]), _dt(t[i11]) if i11 >= 0 else None,
-        _JobStatus(_intern(t[lay[5]] or ""), int(t[lay[13]]), _intern(t[lay[14]] or ""),
-                  _dt(t[lay[15]]), int(t[lay[12]]), tasks),
-        sub_job,
+    return _new_job_snapshot(
+        company_handle=_intern(companyHandle or ""),
+        job_handle=jobHandle or "",
+        name=name or "",
+        original_name=originalName or "",
+        type=_intern(type_ or ""),
+        submit_user_email=_intern(submitUserEmail or ""),
+        locale=_opt(locale),
+        description=None if description is ABSENT else description,
+        server_name=_intern(serverName or ""),
+        start_date=_dt(startDate),
+        trigger_time=_opt_dt(triggerTime),
+        status=_new_job_status(
+            state=_intern(state or ""),
+            progress=int(progress),  # None -> TypeError, reported
+            progress_message=_intern(progressMessage or ""),
+            last_progress_update=_dt(lastProgressUpdate),
+            total_size=int(totalSize),
+            task_progress=tasks,
+        ),
+        sub_job=sub_job,
     )
-    # fmt: on
 
 
-def _task(row: etree._Element, nm: _Names) -> TaskProgress:
+def _task(row: etree._Element, nm: Names) -> TaskProgress:
     ch = list(row)
     tags: tuple[Any, ...] = tuple([c.tag for c in ch])  # str after parsing
     seq = nm.task
     if tags != seq.tags:  # every TaskProgress element is required: one valid shape
         seq.layout(tags)  # raises the schema error
-    texts: list[Any] = [c.text for c in ch]  # str | None; int(None) -> TypeError, reported
-    task_type, state, processed, processing, pending, progress, message, updated, _ = texts
-    item_rows = ch[8]
+    texts: list[Any] = [c.text for c in ch]
+    (
+        taskType, taskState, numProcessed, numProcessing, numPending, progress, progressMessage,
+        lastProgressUpdate, _,
+    ) = texts  # fmt: skip
+    item_rows = ch[8]  # taskItemProgressArray, the last of the one valid shape
     items = (
-        tuple([_task_item(i, nm) for i in _items(item_rows, nm.items)]) if len(item_rows) else ()
+        tuple([_task_item(i, nm) for i in envelope.items(item_rows, nm.items)])
+        if len(item_rows)
+        else ()
     )
-    # fmt: off
-    return _TaskProgress(
-        _intern(task_type or ""), _intern(state or ""), int(processed), int(processing),
-        int(pending), float(progress), _intern(message or ""), _dt(updated), items,
+    return _new_task_progress(
+        task_type=_intern(taskType or ""),
+        task_state=_intern(taskState or ""),
+        num_processed=int(numProcessed),
+        num_processing=int(numProcessing),
+        num_pending=int(numPending),
+        progress=_progress(progress),
+        progress_message=_intern(progressMessage or ""),
+        last_progress_update=_dt(lastProgressUpdate),
+        items=items,
     )
-    # fmt: on
 
 
-def _task_item(row: etree._Element, nm: _Names) -> TaskItemProgress:
+def _task_item(row: etree._Element, nm: Names) -> TaskItemProgress:
     ch = list(row)
     tags: tuple[Any, ...] = tuple([c.tag for c in ch])  # str after parsing
     seq = nm.task_item
     if tags != seq.tags:  # every TaskItemProgress element is required: one valid shape
         seq.layout(tags)  # raises the schema error
-    texts: list[Any] = [c.text for c in ch]  # str | None; float(None) -> TypeError, reported
-    name, progress, message, updated = texts
-    return _TaskItemProgress(
-        _intern(name or ""), float(progress), _intern(message or ""), _dt(updated)
+    texts: list[Any] = [c.text for c in ch]
+    itemName, progress, progressMessage, lastProgressUpdate = texts
+    return _new_task_item_progress(
+        item_name=_intern(itemName or ""),
+        progress=_progress(progress),
+        progress_message=_intern(progressMessage or ""),
+        last_progress_update=_dt(lastProgressUpdate),
     )
 
 
@@ -534,9 +327,9 @@ def decode_job_logs(
 
     ``operation`` pins the expected return element; by default either operation's is accepted.
     """
-    nm = _names(namespace)
+    nm = names(namespace)
     expected = nm.job_log_returns if operation is None else (f"{nm.prefix}{operation}Return",)
-    rows = _return_array(body, expected, nm.job_log_array, nm.items)
+    rows = envelope.items(envelope.return_array(body, expected, nm.job_log_array), nm.items)
     logs: list[JobLog] = []
     try:
         with _gc_paused():
@@ -547,33 +340,64 @@ def decode_job_logs(
     return tuple(logs)
 
 
-def _job_log(row: etree._Element, nm: _Names) -> JobLog:
+def _job_log(row: etree._Element, nm: Names) -> JobLog:
     ch = list(row)
-    lay = nm.job_log.layout(_tags(ch))
-    t: list[Any] = [c.text for c in ch]  # str | None; int(None) -> TypeError, reported
-    detail_types: list[str] = []
-    if lay[21] >= 0:
-        for detail in _items(ch[lay[21]], nm.items):
-            dch = list(detail)
-            dlay = nm.detail.layout(_tags(dch))
-            if dlay[2] >= 0:
-                _dt(dch[dlay[2]].text)  # validated, not kept
-            if dlay[6] >= 0:
-                for aux in _items(dch[dlay[6]], nm.items):
-                    ach = list(aux)
-                    alay = nm.aux.layout(_tags(ach))
-                    if alay[2] >= 0:
-                        _dt(ach[alay[2]].text)
-            detail_types.append(dch[dlay[1]].text or "")
-    if lay[20] >= 0:
-        int(t[lay[20]])  # detailTotalRows: validated, not kept
-    # Positional, in JobLog field order: handles, names, logType, dates, 9 counts, fatalError.
-    # fmt: off
+    layout = nm.job_log.layout(envelope.tags(ch))
+    texts: list[Any] = [c.text for c in ch]
+    texts.append(ABSENT)  # what a leaf that is not there (index -1) reads
+    (
+        companyHandle, jobHandle, jobName, originalJobName, _submitUserEmail, logType, _jobSubType,
+        startDate, endDate, _description, fileSuccessCount, fileErrorCount, fileWarningCount,
+        fileDuplicateCount, fileUpdateCount, totalFileCount, transferSuccessCount,
+        transferErrorCount, transferWarningCount, fatalError, detailTotalRows,
+    ) = layout.leaf_texts(texts)  # fmt: skip
+    details_at = layout.nested["detailArray"]
+    detail_types = [] if details_at < 0 else _detail_log_types(ch[details_at], nm)
+    if detailTotalRows is not ABSENT:
+        int(detailTotalRows)  # validated, not kept
     return JobLog(
-        t[lay[0]] or "", t[lay[1]] or "", t[lay[2]] or "", t[lay[3]] or "", t[lay[5]] or "",
-        _dt(t[lay[7]]) if lay[7] >= 0 else None, _dt(t[lay[8]]) if lay[8] >= 0 else None,
-        int(t[lay[10]]), int(t[lay[11]]), int(t[lay[12]]), int(t[lay[13]]), int(t[lay[14]]),
-        int(t[lay[15]]), int(t[lay[16]]), int(t[lay[17]]), int(t[lay[18]]),
-        _bool(t[lay[19]]), tuple(detail_types),
+        company_handle=companyHandle or "",
+        job_handle=jobHandle or "",
+        job_name=jobName or "",
+        original_job_name=originalJobName or "",
+        log_type=logType or "",
+        start_date=_opt_dt(startDate),
+        end_date=_opt_dt(endDate),
+        file_success_count=int(fileSuccessCount),
+        file_error_count=int(fileErrorCount),
+        file_warning_count=int(fileWarningCount),
+        file_duplicate_count=int(fileDuplicateCount),
+        file_update_count=int(fileUpdateCount),
+        total_file_count=int(totalFileCount),
+        transfer_success_count=int(transferSuccessCount),
+        transfer_error_count=int(transferErrorCount),
+        transfer_warning_count=int(transferWarningCount),
+        fatal_error=_bool(fatalError),
+        detail_log_types=tuple(detail_types),
     )
-    # fmt: on
+
+
+def _detail_log_types(array: etree._Element, nm: Names) -> list[str]:
+    """The ``logType`` of each ``JobLogDetail`` of a ``detailArray``; dates validated."""
+    out: list[str] = []
+    for detail in envelope.items(array, nm.items):
+        ch = list(detail)
+        layout = nm.detail.layout(envelope.tags(ch))
+        texts: list[Any] = [c.text for c in ch]
+        texts.append(ABSENT)
+        _message, logType, dateCreated, *_asset = layout.leaf_texts(texts)
+        if dateCreated is not ABSENT:
+            _dt(dateCreated)  # validated, not kept
+        aux_at = layout.nested["auxArray"]
+        if aux_at >= 0:
+            for aux in envelope.items(ch[aux_at], nm.items):
+                ach = list(aux)
+                aux_texts: list[Any] = [c.text for c in ach]
+                aux_texts.append(ABSENT)
+                _aux_message, _aux_type, auxDateCreated = nm.aux.layout(
+                    envelope.tags(ach)
+                ).leaf_texts(aux_texts)
+                if auxDateCreated is not ABSENT:
+                    _dt(auxDateCreated)  # validated, not kept
+        out.append(logType or "")
+    return out

@@ -2,15 +2,30 @@
 
 Every error carries a short, stable ``kind`` usable as a metric label. Messages never contain the
 request (and so never the password): they name what went wrong, the operation and at most a short
-excerpt of what the server said.
+excerpt of what the server said. ``str()`` of every error is at most :data:`MAX_MESSAGE_CHARS`
+characters plus a note of the full length: it goes into logs, heartbeats and ``/status``, and a
+server can send a fault reason of megabytes.
 """
 
 from __future__ import annotations
+
+import re
 
 from lxml import etree
 
 #: Fault families by the local name of the ``soapenv:Fault/detail`` child element.
 FAULT_ELEMENTS: tuple[str, ...] = ("authenticationFault", "authorizationFault", "ipsApiFault")
+#: The user information of a URL: ``scheme://`` then anything up to the last ``@`` before the path.
+_URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]*@")
+#: Longest message an error keeps (its start: the kind of fault and its code come first).
+MAX_MESSAGE_CHARS = 500
+
+
+def excerpt(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and ``"... (N chars)"`` when it is longer."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} chars)"
 
 
 class IpsError(Exception):
@@ -23,7 +38,7 @@ class IpsError(Exception):
     kind: str = "error"
 
     def __init__(self, message: str, *, kind: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(excerpt(message))
         if kind is not None:
             self.kind = kind
 
@@ -52,9 +67,10 @@ class IpsTransportError(IpsError):
 class IpsReplyError(IpsError):
     """The reply cannot be trusted as a complete answer; never read it as a shorter job list.
 
-    ``kind`` is ``"malformed"`` (not well-formed XML, truncated, empty, not a SOAP envelope),
-    ``"namespace"`` (the body is in another API version's namespace) or ``"schema"`` (wrong body
-    element, a required element missing, an unexpected element, a value of the wrong type).
+    ``kind`` is ``"malformed"`` (not well-formed XML, truncated, empty, not a SOAP envelope,
+    nested too deep), ``"namespace"`` (the body is in another API version's namespace),
+    ``"schema"`` (wrong body element, a required element missing, an unexpected element, a value
+    of the wrong type) or ``"too_large"`` (longer than ``ips.max_reply_bytes``; not read whole).
     """
 
     kind = "schema"
@@ -65,6 +81,7 @@ class IpsFault(IpsError):
 
     ``code`` and ``reason`` come from the fault detail (``0`` and ``""`` when the fault carries
     no IPS detail); ``fault_string``/``fault_code`` are the SOAP ``faultstring``/``faultcode``.
+    The attributes are whole; ``str()`` names the class and the code, then an excerpt of the reason.
     """
 
     kind = "fault"
@@ -169,3 +186,13 @@ def fault_from_detail(
 def scrub(message: str, secret: str) -> str:
     """``message`` with every occurrence of ``secret`` masked (no-op for an empty secret)."""
     return message.replace(secret, "***") if secret else message
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its user and password, if any, replaced: ``https://***@host/path``."""
+    return _URL_USERINFO.sub(r"\1***@", url, count=1) if "@" in url else url
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced (see :func:`redact_url`)."""
+    return _URL_USERINFO.sub(r"\1***@", text) if "@" in text else text

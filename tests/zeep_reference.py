@@ -1,21 +1,25 @@
-"""zeep's own ``getActiveJobs`` reply mapping: the reference the fast decoder is proven equal to.
+"""zeep's own ``getActiveJobs`` reply mapping: the oracle the fast decoder is proven equal to.
 
 Slow (about 0.7 ms per job) and never on the poll path: tests compare
 :func:`streamer.ips.decode.decode_active_jobs` against :func:`zeep_decode_active_jobs`, and the
-benchmarks (``bench/decode.py``) time both on the same replies.
+benchmarks (``bench/decode.py``) time both on the same replies. It loads the WSDL with zeep
+itself, independently of the client, and converts zeep's objects to the model values by the
+same documented rules (absent optional strings are None, non-finite progress is 0.0).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
+import zeep
 import zeep.exceptions
 import zeep.loader
+from zeep.wsdl.bindings.soap import Soap11Binding
 
-from streamer.ips.client import IpsClient, _Binding, _load_binding
 from streamer.ips.errors import IpsReplyError, fault_from_detail
 from streamer.model import (
     SUB_JOB_ELEMENTS,
@@ -30,31 +34,35 @@ from streamer.model import (
 __all__ = ["zeep_decode_active_jobs"]
 
 #: zeep ships py.typed but most of its API is unannotated; use it through Any.
+_zeep: Any = zeep
 _parse_xml: Any = zeep.loader.parse_xml
 
 
 @lru_cache(maxsize=8)
-def _cached_binding(wsdl: str) -> _Binding:
-    return _load_binding(wsdl, wsdl)
+def _wsdl(path: str) -> tuple[Any, Any]:
+    """``(zeep client, SOAP 1.1 binding with getActiveJobs)`` of a WSDL file, strict as the
+    client loads it."""
+    settings = _zeep.Settings(strict=True, xml_huge_tree=True, forbid_external=True)
+    client = _zeep.Client(path, settings=settings)
+    for service in client.wsdl.services.values():
+        for port in service.ports.values():
+            binding: Any = port.binding  # zeep is untyped
+            if isinstance(port.binding, Soap11Binding) and "getActiveJobs" in binding.all():
+                return client, binding
+    raise ValueError(f"{path}: no SOAP 1.1 port with getActiveJobs")
 
 
-def zeep_decode_active_jobs(
-    client_or_wsdl: IpsClient | str | os.PathLike[str], body: bytes
-) -> tuple[JobSnapshot, ...]:
+def zeep_decode_active_jobs(wsdl: str | os.PathLike[str], body: bytes) -> tuple[JobSnapshot, ...]:
     """Decode a ``getActiveJobs`` reply with zeep (strict) and convert to model values.
 
     Slow; the reference for :func:`streamer.ips.decode.decode_active_jobs`. zeep cannot tell an
     empty element from an absent one, so an empty sub-job element (``<metadataPublishJob/>``)
     maps to ``sub_job=None`` here where the fast decoder keeps ``SubJob(element, ())``.
     """
-    if isinstance(client_or_wsdl, IpsClient):
-        b = client_or_wsdl.binding
-    else:
-        b = _cached_binding(os.fspath(client_or_wsdl))
-    binding = b.service._binding
+    client, binding = _wsdl(os.fspath(wsdl))
     operation = binding.get("getActiveJobs")
     try:
-        doc = _parse_xml(body, binding.transport, settings=b.client.settings)
+        doc = _parse_xml(body, binding.transport, settings=client.settings)
     except zeep.exceptions.XMLSyntaxError as exc:
         raise IpsReplyError(f"reply is not well-formed XML: {exc}", kind="malformed") from exc
     if doc.find("soap-env:Body/soap-env:Fault", namespaces=binding.nsmap) is not None:
@@ -95,10 +103,10 @@ def _zint(value: Any) -> int:
     return value
 
 
-def _zfloat(value: Any) -> float:
+def _zprogress(value: Any) -> float:
     if not isinstance(value, float | int) or isinstance(value, bool):
         raise ValueError(f"expected double, got {value!r}")
-    return float(value)
+    return float(value) if math.isfinite(value) else 0.0
 
 
 def _zitems(array: Any) -> list[Any]:
@@ -132,13 +140,13 @@ def _job_from_zeep(j: Any) -> JobSnapshot:
             num_processed=_zint(t.numProcessed),
             num_processing=_zint(t.numProcessing),
             num_pending=_zint(t.numPending),
-            progress=_zfloat(t.progress),
+            progress=_zprogress(t.progress),
             progress_message=t.progressMessage or "",
             last_progress_update=_zdt(t.lastProgressUpdate),
             items=tuple(
                 TaskItemProgress(
                     item_name=i.itemName or "",
-                    progress=_zfloat(i.progress),
+                    progress=_zprogress(i.progress),
                     progress_message=i.progressMessage or "",
                     last_progress_update=_zdt(i.lastProgressUpdate),
                 )
