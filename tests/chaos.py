@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamer.simulator import read_ground_truth
-from streamer.simulator.verify import Report, compare
 from tests.harness import (
     Simulator,
     delivered_events,
@@ -24,6 +23,7 @@ from tests.harness import (
     start_streamer,
     write_config,
 )
+from tests.verify import Report, compare
 
 COMPANIES = ("c|1001", "c|1002", "c|1003")
 

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streamer import localkafka
 from streamer.encode import TopicNames
 from streamer.localkafka import free_port as free_port
-from streamer.simulator.verify import Delivered, from_kafka_record
+from tests.verify import Delivered, from_kafka_record
 
 SERVICE_PATH = "/scene7/services/IpsApiService"
 USER = "demo@example.com"

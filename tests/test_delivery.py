@@ -14,7 +14,6 @@ import pytest
 from streamer import localkafka
 from streamer.simulator import FAULT_MODES as SIMULATOR_FAULT_MODES
 from streamer.simulator import read_ground_truth
-from streamer.simulator.verify import compare
 from tests.chaos import run_chaos, sim_state
 from tests.harness import (
     delivered_events,
@@ -28,6 +27,7 @@ from tests.harness import (
     wait_until,
     write_config,
 )
+from tests.verify import compare
 
 pytestmark = pytest.mark.kafka
 

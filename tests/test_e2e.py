@@ -13,8 +13,8 @@ from jsonschema import Draft202012Validator
 
 from streamer.encode import TopicNames, load_schema
 from streamer.simulator import read_ground_truth
-from streamer.simulator.verify import compare, expected_states
 from tests.harness import all_records, delivered_events, simulator, start_streamer, write_config
+from tests.verify import compare, expected_states
 
 pytestmark = pytest.mark.kafka
 

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from streamer.encode import TopicNames
-from streamer.simulator.verify import Delivered
 from tests.harness import (
     Simulator,
     Streamer,
@@ -35,6 +34,7 @@ from tests.harness import (
     wait_until,
     write_config,
 )
+from tests.verify import Delivered
 
 pytestmark = pytest.mark.kafka
 

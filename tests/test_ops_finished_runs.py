@@ -26,7 +26,6 @@ from aiokafka import AIOKafkaProducer
 from streamer.encode import TopicNames
 from streamer.kafka import ensure_topics
 from streamer.simulator import read_ground_truth
-from streamer.simulator.verify import Delivered, compare
 from tests.harness import (
     Simulator,
     all_records,
@@ -35,6 +34,7 @@ from tests.harness import (
     start_streamer,
     write_config,
 )
+from tests.verify import Delivered, compare
 
 pytestmark = pytest.mark.kafka
 
