@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from streamer import localkafka
 from streamer.config import ConfigError, Settings, load_config
 from streamer.encode import TopicNames
 from streamer.logs import configure
@@ -179,10 +178,19 @@ def demo(lines: bool, speedup: float) -> None:
 @main.command("kafka")
 @click.argument("action", type=click.Choice(["fetch", "start", "stop", "status"]))
 @click.option("--port", type=int, default=9092, show_default=True)
-@click.option("--state-dir", type=click.Path(path_type=Path), default=localkafka.DEFAULT_STATE)
-def kafka_cmd(action: str, port: int, state_dir: Path) -> None:
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Broker storage and pid file (default: var/kafka of $STREAMER_HOME or the checkout).",
+)
+def kafka_cmd(action: str, port: int, state_dir: Path | None) -> None:
     """Manage the local single-node Kafka broker (jars from Maven Central, cached)."""
-    sys.exit(localkafka.main([action, "--port", str(port), "--state-dir", str(state_dir)]))
+    # A dev tool: imported here so that ``streamer run`` never loads it.
+    from streamer import localkafka
+
+    state = state_dir or localkafka.DEFAULT_STATE
+    sys.exit(localkafka.main([action, "--port", str(port), "--state-dir", str(state)]))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ broker, in that order.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import signal
 import subprocess
@@ -20,6 +21,8 @@ from streamer.encode import TopicNames
 from streamer.tail import run_tail
 
 SIM_PORT = 8089
+#: The demo's config ships inside the package (not read from a checkout): ``pip install`` is enough.
+DEMO_CONFIG = importlib.resources.files("streamer") / "data" / "demo.toml"
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 25) -> None:
@@ -35,13 +38,15 @@ def _stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 25) -> None:
 
 def run_demo(*, lines: bool = False, speedup: float = 5.0) -> int:
     """Run the demo until Ctrl-C; return an exit code."""
+    with importlib.resources.as_file(DEMO_CONFIG) as config:
+        return _run(config, lines=lines, speedup=speedup)
+
+
+def _run(config: Path, *, lines: bool, speedup: float) -> int:
     root = localkafka.ROOT
     var = root / "var" / "demo"
     var.mkdir(parents=True, exist_ok=True)
     state_dir = root / "var" / "demo-kafka"
-    config = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
-    if not config.exists():
-        config = root / "config" / "demo.toml"
     port = 9092 if not localkafka.port_open(9092) else localkafka.free_port()
     sim_port = SIM_PORT if not localkafka.port_open(SIM_PORT) else localkafka.free_port()
     http_port = 8000 if not localkafka.port_open(8000) else localkafka.free_port()

@@ -1,6 +1,7 @@
 """Process harness for end-to-end runs: the simulator and the streamer as real subprocesses.
 
 Shared by the end-to-end, chaos and operations (``test_ops_*``) tests and by ``bench/chaos.py``.
+:func:`running_stack` is the usual entry: a simulator, a config for it, and a streamer.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +28,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streamer import localkafka
 from streamer.encode import TopicNames
 from streamer.localkafka import free_port as free_port
-from streamer.simulator.verify import Delivered, from_kafka_record
+from streamer.simulator import read_ground_truth
+from tests.verify import Delivered, from_kafka_record
 
 SERVICE_PATH = "/scene7/services/IpsApiService"
 USER = "demo@example.com"
@@ -349,6 +352,25 @@ class Streamer:
         return found
 
 
+def log_count(log: Path, event: str) -> int:
+    """How many times the streamer logged ``event`` (0 when there is no log yet)."""
+    return sum(r.get("event") == event for r in log_records(log)) if log.exists() else 0
+
+
+def wait_started(
+    streamer: Streamer, until: str | None, timeout_s: float = 60, *, seen: int = 0
+) -> Streamer:
+    """Wait for the streamer's HTTP port and, unless ``until`` is None, for that log event to
+    appear more than ``seen`` times (the log may hold earlier runs)."""
+    wait_port(streamer.port, streamer.proc, timeout_s)
+    if until is not None:
+        event = until
+        wait_until(
+            lambda: log_count(streamer.log, event) > seen, timeout_s, what=f"log event {event}"
+        )
+    return streamer
+
+
 @contextlib.contextmanager
 def running_streamer(
     config: Path,
@@ -359,13 +381,155 @@ def running_streamer(
 ) -> Iterator[Streamer]:
     """Start ``streamer run``, wait for its HTTP port and the log event ``until`` (a first
     successful cycle by default), and stop it (SIGTERM, then SIGKILL) afterwards."""
+    seen = log_count(log, until) if until is not None else 0
     proc = start_streamer(config, log, *args)
-    streamer = Streamer(proc, config, log, config_http_port(config))
     try:
-        wait_port(streamer.port, proc, timeout_s)
-        if until is not None:
-            event = until
-            wait_until(lambda: log_has(log, event), timeout_s, what=f"log event {event}")
-        yield streamer
+        streamer = Streamer(proc, config, log, config_http_port(config))
+        yield wait_started(streamer, until, timeout_s, seen=seen)
     finally:
         stop_process(proc)
+
+
+# --------------------------------------------------------------------------------------------
+# A whole stack: simulator + config + streamer
+# --------------------------------------------------------------------------------------------
+
+#: Tables of a streamer config as :func:`write_config` takes them.
+Sections = Mapping[str, Mapping[str, TomlValue]]
+
+
+@dataclass
+class Stack:
+    """A running simulator, a streamer config for it, and the streamers started on that config.
+
+    Stopped by :func:`running_stack` on exit; the topics, logs and ground truth stay readable.
+    """
+
+    sim: Simulator
+    config: Path
+    log: Path
+    bootstrap: str
+    prefix: str
+    started: list[Streamer] = field(default_factory=list)
+
+    @property
+    def streamer(self) -> Streamer:
+        """The streamer started last."""
+        assert self.started, "no streamer started yet"
+        return self.started[-1]
+
+    @property
+    def topics(self) -> TopicNames:
+        """The topic names of its prefix."""
+        return TopicNames.with_prefix(self.prefix)
+
+    def start(
+        self, *args: str, until: str | None = "company_cycle", timeout_s: float = 60
+    ) -> Streamer:
+        """Start ``streamer run <args>`` on the config, logging to :attr:`log` (appended).
+
+        With ``until``, wait for the HTTP port and that log event, as :func:`running_streamer`;
+        None: return at once.
+        """
+        seen = log_count(self.log, until) if until is not None else 0
+        proc = start_streamer(self.config, self.log, *args)
+        streamer = Streamer(proc, self.config, self.log, config_http_port(self.config))
+        self.started.append(streamer)
+        return streamer if until is None else wait_started(streamer, until, timeout_s, seen=seen)
+
+    def stop(self) -> None:
+        """Stop every streamer it started that still runs (SIGTERM, then SIGKILL)."""
+        for streamer in self.started:
+            stop_process(streamer.proc)
+
+    def ground_truth(self) -> list[dict[str, Any]]:
+        """The simulator's ground truth records so far."""
+        return read_ground_truth(self.sim.ground_truth)
+
+    def events(self) -> list[Delivered]:
+        """The committed job events."""
+        return delivered_events(self.bootstrap, self.prefix)
+
+    def heartbeats(self) -> list[dict[str, Any]]:
+        """The committed heartbeat values."""
+        return heartbeats(self.bootstrap, self.prefix)
+
+    def records(self) -> dict[str, list[Any]]:
+        """The raw records of every topic, by topic."""
+        return all_records(self.bootstrap, self.prefix)
+
+    def sim_state(self) -> dict[str, Any]:
+        """The simulator's ``/_sim/state`` document."""
+        state: dict[str, Any] = sim_control(self.sim, "/_sim/state", method="GET")
+        return state
+
+    def wait_workload_done(self, max_jobs: int, timeout_s: float = 180) -> None:
+        """Wait until the simulator has submitted ``max_jobs`` jobs and none is active."""
+
+        def done() -> bool:
+            state = self.sim_state()
+            return bool(state["submitted_jobs"] == max_jobs and state["active_jobs"] == 0)
+
+        wait_until(done, timeout_s, interval_s=0.5, what=f"the simulator's {max_jobs} jobs done")
+
+    def wait_nothing_tracked(self, timeout_s: float = 60) -> None:
+        """Wait until the last streamer tracks no job in any company: the completion of every
+        job that left IPS is committed."""
+        wait_port(self.streamer.port, self.streamer.proc, timeout_s)
+        wait_until(
+            lambda: all(c["trackedJobs"] == 0 for c in self.streamer.status()["companies"]),
+            timeout_s,
+            interval_s=0.5,
+            what="no tracked job left",
+        )
+
+
+@contextlib.contextmanager
+def running_stack(
+    tmp: Path,
+    bootstrap: str,
+    *,
+    companies: Sequence[str],
+    sim_args: Sequence[str] = (),
+    sim_password: str = PASSWORD,
+    prefix: str | None = None,
+    name: str = "streamer",
+    interval_s: float = 0.5,
+    password: str = PASSWORD,
+    sections: Sections | Callable[[Simulator], Sections] | None = None,
+    extra: str = "",
+    streamer_args: Sequence[str] = (),
+    start: bool = True,
+    until: str | None = "company_cycle",
+    timeout_s: float = 60,
+) -> Iterator[Stack]:
+    """Start a simulator of ``companies`` (plus ``sim_args``), write ``<name>.toml`` for it and,
+    with ``start``, run ``streamer run <streamer_args>`` logging to ``<name>.log``.
+
+    ``until``: the log event to wait for before yielding (a first cycle; None: do not wait, e.g.
+    for a ``--max-cycles`` run). ``sections`` may be a function of the simulator (for URLs on its
+    port). The topic ``prefix`` is unique unless given; ``name`` keeps several stacks in one
+    ``tmp`` apart. Streamers and simulator are stopped on exit.
+    """
+    company_args = [a for c in companies for a in ("--company", c)]
+    sim_name = "simulator" if name == "streamer" else f"{name}-simulator"
+    prefix = prefix or f"t{uuid.uuid4().hex[:10]}"
+    with simulator(tmp, *company_args, *sim_args, password=sim_password, name=sim_name) as sim:
+        config = write_config(
+            tmp / f"{name}.toml",
+            endpoint=sim.endpoint,
+            bootstrap=bootstrap,
+            prefix=prefix,
+            companies=companies,
+            interval_s=interval_s,
+            extra=extra,
+            password=password,
+            sections=sections(sim) if callable(sections) else sections,
+        )
+        stack = Stack(sim, config, tmp / f"{name}.log", bootstrap, prefix)
+        try:
+            if start:
+                stack.start(*streamer_args, until=until, timeout_s=timeout_s)
+            yield stack
+        finally:
+            stack.stop()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,8 @@ from jsonschema import Draft202012Validator
 
 from streamer.encode import TopicNames, load_schema
 from streamer.simulator import read_ground_truth
-from streamer.simulator.verify import compare, expected_states
-from tests.harness import all_records, delivered_events, simulator, start_streamer, write_config
+from tests.harness import Simulator, running_stack
+from tests.verify import compare, expected_states
 
 pytestmark = pytest.mark.kafka
 
@@ -24,28 +24,22 @@ COMPANIES = ("c|1001", "c|1002")
 @pytest.fixture(scope="module")
 def e2e_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One bounded run shared by the assertions below: 40 cycles per company at 0.5 s."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    prefix = f"e2e{uuid.uuid4().hex[:8]}"
-    with simulator(
-        tmp, "--company", COMPANIES[0], "--company", COMPANIES[1], "--jobs-per-company", "3",
-        "--speedup", "25", "--max-jobs", "14", "--seed", "7",
-    ) as sim:  # fmt: skip
-        config = write_config(
-            tmp / "streamer.toml",
-            endpoint=sim.endpoint,
-            bootstrap=kafka_bootstrap,
-            prefix=prefix,
-            companies=COMPANIES,
-        )
-        proc = start_streamer(config, tmp / "streamer.log", "--max-cycles", "40")
-        rc = proc.wait(120)
+    with running_stack(
+        tmp_path_factory.mktemp("e2e"),
+        kafka_bootstrap,
+        companies=COMPANIES,
+        sim_args=("--jobs-per-company", "3", "--speedup", "25", "--max-jobs", "14", "--seed", "7"),
+        streamer_args=("--max-cycles", "40"),
+        until=None,
+    ) as stack:
+        rc = stack.streamer.proc.wait(120)
     return {
         "rc": rc,
-        "log": (tmp / "streamer.log").read_text(),
-        "ground_truth": read_ground_truth(sim.ground_truth),
-        "events": delivered_events(kafka_bootstrap, prefix),
-        "records": all_records(kafka_bootstrap, prefix),
-        "topics": TopicNames.with_prefix(prefix),
+        "log": stack.log.read_text(),
+        "ground_truth": stack.ground_truth(),
+        "events": stack.events(),
+        "records": stack.records(),
+        "topics": stack.topics,
     }
 
 
@@ -148,29 +142,24 @@ def test_runs_against_official_wsdls_and_wsdl_urls(
     """The daemon runs from an official 2013/2014 WSDL file or a WSDL URL, endpoint overridden."""
     if wsdl.startswith("official") and not SHARED_IPSAPI.is_dir():
         pytest.skip("official WSDLs not available (../shared/ipsapi)")
-    prefix = f"wsdl{uuid.uuid4().hex[:8]}"
-    with simulator(
-        tmp_path, "--company", "c|1001", "--jobs-per-company", "3", "--speedup", "25",
-        "--seed", "4",
-    ) as sim:  # fmt: skip
-        location = {
-            "official-2013-02-15": str(SHARED_IPSAPI / "IpsApi-2013-02-15.wsdl"),
-            "official-2014-04-03": str(SHARED_IPSAPI / "IpsApi-2014-04-03.wsdl"),
-            "served-by-url": sim.base_url + "/scene7/webservice/IpsApi-2014-04-03.wsdl",
-        }[wsdl]
-        config = write_config(
-            tmp_path / "streamer.toml",
-            endpoint=sim.endpoint,
-            bootstrap=kafka_bootstrap,
-            prefix=prefix,
-            companies=["c|1001"],
-            interval_s=0.3,
-            sections={"ips": {"wsdl": location}},
-        )
-        proc = start_streamer(config, tmp_path / "streamer.log", "--max-cycles", "15")
-        assert proc.wait(90) == 0, (tmp_path / "streamer.log").read_text()[-2000:]
-        gt = read_ground_truth(sim.ground_truth)
-    events = delivered_events(kafka_bootstrap, prefix)
+    locations: dict[str, Callable[[Simulator], str]] = {
+        "official-2013-02-15": lambda _: str(SHARED_IPSAPI / "IpsApi-2013-02-15.wsdl"),
+        "official-2014-04-03": lambda _: str(SHARED_IPSAPI / "IpsApi-2014-04-03.wsdl"),
+        "served-by-url": lambda sim: sim.base_url + "/scene7/webservice/IpsApi-2014-04-03.wsdl",
+    }
+    with running_stack(
+        tmp_path,
+        kafka_bootstrap,
+        companies=["c|1001"],
+        sim_args=("--jobs-per-company", "3", "--speedup", "25", "--seed", "4"),
+        interval_s=0.3,
+        sections=lambda sim: {"ips": {"wsdl": locations[wsdl](sim)}},
+        streamer_args=("--max-cycles", "15"),
+        until=None,
+    ) as stack:
+        assert stack.streamer.proc.wait(90) == 0, stack.log.read_text()[-2000:]
+        gt = stack.ground_truth()
+    events = stack.events()
     report = compare(gt, events)
     assert report.ok, report
     observed = [e for e in events if e.type == "job.observed"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,20 +20,17 @@ from typing import Any
 import pytest
 
 from streamer.encode import TopicNames
-from streamer.simulator.verify import Delivered
 from tests.harness import (
     Simulator,
     Streamer,
     all_records,
     delivered_events,
     http_request,
-    running_streamer,
+    running_stack,
     sim_control,
-    simulator,
-    start_streamer,
     wait_until,
-    write_config,
 )
+from tests.verify import Delivered
 
 pytestmark = pytest.mark.kafka
 
@@ -70,24 +66,15 @@ class Run:
 @pytest.fixture(scope="module")
 def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """A simulator without spontaneous stalls and a streamer detecting stalls after 1.5 s."""
-    tmp = tmp_path_factory.mktemp("ops-events")
-    prefix = f"opsev{uuid.uuid4().hex[:8]}"
-    with simulator(
-        tmp, "--company", COMPANIES[0], "--company", COMPANIES[1], "--jobs-per-company", "3",
-        "--speedup", "20", "--seed", "9", "--stall-probability", "0",
-    ) as sim:  # fmt: skip
-        config = write_config(
-            tmp / "streamer.toml",
-            endpoint=sim.endpoint,
-            bootstrap=kafka_bootstrap,
-            prefix=prefix,
-            companies=COMPANIES,
-            interval_s=INTERVAL_S,
-            transactional_id=f"{prefix}-{uuid.uuid4().hex[:6]}",
-            sections={"stall": {"after_s": STALL_AFTER_S}},
-        )
-        with running_streamer(config, tmp / "streamer.log") as streamer:
-            yield Run(sim, streamer, kafka_bootstrap, prefix)
+    with running_stack(
+        tmp_path_factory.mktemp("ops-events"),
+        kafka_bootstrap,
+        companies=COMPANIES,
+        sim_args=("--jobs-per-company=3", "--speedup=20", "--seed=9", "--stall-probability=0"),
+        interval_s=INTERVAL_S,
+        sections={"stall": {"after_s": STALL_AFTER_S}},
+    ) as stack:
+        yield Run(stack.sim, stack.streamer, stack.bootstrap, stack.prefix)
 
 
 def company_query(handle: str) -> str:
@@ -125,12 +112,12 @@ def test_stalled_job_yields_stalled_then_recovered(run: Run) -> None:
     try:
         wait_until(
             lambda: metric_count(run.streamer, "job.stalled") >= 1,
-            STALL_AFTER_S + 10,
+            STALL_AFTER_S + 30,
             what="job.stalled committed",
         )
     finally:
         sim_control(run.sim, "/_sim/jobs/unstall", {"jobHandle": handle})
-    wait_until(lambda: metric_count(run.streamer, "job.recovered") >= 1, 10, what="job.recovered")
+    wait_until(lambda: metric_count(run.streamer, "job.recovered") >= 1, 30, what="job.recovered")
     events = run.events()
     stalls = [e for e in events if e.type in ("job.stalled", "job.recovered")]
     assert [(e.key, e.type) for e in stalls] == [
@@ -152,14 +139,14 @@ def test_auth_fault_notifies_and_recovers_while_other_company_publishes(run: Run
     bad, good = COMPANIES
     sim_control(run.sim, "/_sim/faults", {"company": bad, "mode": "auth_fault"})
     try:
-        wait_until(lambda: run.streamer.company(bad)["state"] == "auth_failed", 10, what="auth")
+        wait_until(lambda: run.streamer.company(bad)["state"] == "auth_failed", 30, what="auth")
         good_cycles = run.streamer.company(good)["cycles"]
         wait_until(
-            lambda: run.streamer.company(good)["cycles"] >= good_cycles + 5, 10, what="cycles"
+            lambda: run.streamer.company(good)["cycles"] >= good_cycles + 5, 30, what="cycles"
         )
     finally:
         sim_control(run.sim, "/_sim/faults" + company_query(bad), method="DELETE")
-    wait_until(lambda: run.streamer.company(bad)["state"] == "ok", 15, what="bad recovered")
+    wait_until(lambda: run.streamer.company(bad)["state"] == "ok", 30, what="bad recovered")
     notes = [n for n in run.values(run.topics.notifications) if n["companyHandle"] == bad]
     kinds = [n["kind"] for n in notes]
     assert kinds == ["authentication_failing", "company_recovered"], notes
@@ -190,27 +177,30 @@ def test_quiet_company_heartbeats_once_per_cycle(
 ) -> None:
     """A company without jobs still gets one ok heartbeat per cycle, with activeJobs 0."""
     cycles = 6
-    with simulator(tmp_path, "--company", "c|2001", "--jobs-per-company", "0") as sim:
-        config = write_config(
-            tmp_path / "streamer.toml",
-            endpoint=sim.endpoint,
-            bootstrap=kafka_bootstrap,
-            prefix=topic_prefix,
-            companies=["c|2001"],
-            interval_s=INTERVAL_S,
-            transactional_id=f"{topic_prefix}-{uuid.uuid4().hex[:6]}",
-        )
-        proc = start_streamer(config, tmp_path / "streamer.log", "--max-cycles", str(cycles))
-        assert proc.wait(60) == 0, (tmp_path / "streamer.log").read_text()[-2000:]
-    topics = TopicNames.with_prefix(topic_prefix)
-    records = all_records(kafka_bootstrap, topic_prefix)
+    with running_stack(
+        tmp_path,
+        kafka_bootstrap,
+        companies=["c|2001"],
+        sim_args=("--jobs-per-company=0",),
+        prefix=topic_prefix,
+        interval_s=INTERVAL_S,
+        streamer_args=("--max-cycles", str(cycles)),
+        until=None,
+    ) as stack:
+        assert stack.streamer.proc.wait(60) == 0, stack.log.read_text()[-2000:]
+    topics = stack.topics
+    records = stack.records()
     beats = [json.loads(v) for _, _, v, _ in records[topics.heartbeat]]
     assert len(beats) == cycles
     assert {(b["companyHandle"], b["ok"], b["activeJobs"], b["error"]) for b in beats} == {
         ("c|2001", True, 0, None)
     }
     polled = sorted(datetime.fromisoformat(b["polledAt"]) for b in beats)
+    assert len(set(polled)) == cycles  # one heartbeat per cycle, each of its own poll
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(polled)]
-    assert all(0.5 * INTERVAL_S < g < 5 * INTERVAL_S for g in gaps), gaps
+    # Paced by the interval: not faster on average (a late cycle may catch up at once, so single
+    # gaps can be short on a loaded machine), and no pause of seconds between cycles.
+    assert sum(gaps) / len(gaps) > 0.5 * INTERVAL_S, gaps
+    assert max(gaps) < 5, gaps
     assert all(b["lastSuccessAt"] == b["polledAt"] for b in beats)
     assert records[topics.state] == records[topics.progress] == records[topics.latest] == []

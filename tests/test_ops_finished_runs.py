@@ -25,16 +25,8 @@ from aiokafka import AIOKafkaProducer
 
 from streamer.encode import TopicNames
 from streamer.kafka import ensure_topics
-from streamer.simulator import read_ground_truth
-from streamer.simulator.verify import Delivered, compare
-from tests.harness import (
-    Simulator,
-    all_records,
-    delivered_events,
-    simulator,
-    start_streamer,
-    write_config,
-)
+from tests.harness import running_stack
+from tests.verify import Delivered, compare
 
 pytestmark = pytest.mark.kafka
 
@@ -69,48 +61,41 @@ def runs(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict
     """The ``plain`` and the ``coalesced`` run, both finished (40 cycles per company)."""
     tmp = tmp_path_factory.mktemp("ops-finished")
     setups: dict[str, tuple[tuple[str, ...], dict[str, dict[str, Any]]]] = {
-        "plain": (("--stall-probability", "0"), {}),
+        "plain": (("--stall-probability=0",), {}),
         "coalesced": (
-            ("--stall-probability", "0.5"),
+            ("--stall-probability=0.5",),
             {"progress": {"min_step": 50, "min_interval_s": 100}, "stall": {"after_s": 1.0}},
         ),
     }
-    with contextlib.ExitStack() as stack:
-        procs: dict[str, tuple[str, subprocess.Popen[bytes], Path]] = {}
-        sims: dict[str, Simulator] = {}
-        for name, (sim_args, sections) in setups.items():
-            sim = stack.enter_context(
-                simulator(
-                    tmp, "--company", COMPANIES[0], "--company", COMPANIES[1],
-                    "--jobs-per-company", "3", "--speedup", "25", "--max-jobs", "14",
-                    "--seed", "11", "--fail-probability", "0.3", *sim_args, name=name,
+    common = ("--jobs-per-company=3", "--speedup=25", "--max-jobs=14", "--seed=11")
+    with contextlib.ExitStack() as exits:
+        stacks = {
+            name: exits.enter_context(
+                running_stack(
+                    tmp,
+                    kafka_bootstrap,
+                    companies=COMPANIES,
+                    sim_args=(*common, "--fail-probability=0.3", *sim_args),
+                    name=name,
+                    interval_s=0.3,
+                    sections=sections,
+                    streamer_args=("--max-cycles", str(CYCLES)),
+                    until=None,
                 )
-            )  # fmt: skip
-            sims[name] = sim
-            prefix = f"opsfin{name[:4]}{uuid.uuid4().hex[:8]}"
-            config = write_config(
-                tmp / f"{name}.toml",
-                endpoint=sim.endpoint,
-                bootstrap=kafka_bootstrap,
-                prefix=prefix,
-                companies=COMPANIES,
-                interval_s=0.3,
-                transactional_id=f"{prefix}-{uuid.uuid4().hex[:6]}",
-                sections=sections,
             )
-            log = tmp / f"{name}-streamer.log"
-            procs[name] = (prefix, start_streamer(config, log, "--max-cycles", str(CYCLES)), log)
-        rcs = {name: proc.wait(120) for name, (_, proc, _) in procs.items()}
+            for name, (sim_args, sections) in setups.items()
+        }
+        rcs = {name: run.streamer.proc.wait(120) for name, run in stacks.items()}
     return {
         name: FinishedRun(
-            prefix=prefix,
+            prefix=run.prefix,
             rc=rcs[name],
-            log=log.read_text(),
-            ground_truth=list(read_ground_truth(sims[name].ground_truth)),
-            events=delivered_events(kafka_bootstrap, prefix),
-            records=all_records(kafka_bootstrap, prefix),
+            log=run.log.read_text(),
+            ground_truth=list(run.ground_truth()),
+            events=run.events(),
+            records=run.records(),
         )
-        for name, (prefix, _, log) in procs.items()
+        for name, run in stacks.items()
     }
 
 

@@ -29,7 +29,11 @@ from tests.harness import (
 pytestmark = pytest.mark.kafka
 
 COMPANY = "c|1001"
-DRAIN_TIMEOUT_S = 8.0
+#: Every simulator answer takes this long under ``slow_ips``: the time checks below compare with
+#: it, so it is seconds, not a fraction of one (CI shares two cores with a JVM broker).
+LATENCY_S = 4.0
+#: Long enough for a poll in flight plus its job log lookups under ``slow_ips``, and a commit.
+DRAIN_TIMEOUT_S = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +46,10 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
 
 @pytest.fixture
 def slow_ips(sim: Simulator) -> Iterator[float]:
-    """Every simulator answer is delayed 2 s while the test runs (the delay is yielded)."""
-    latency = 2.0
-    sim_control(sim, "/_sim/faults", {"latency_s": latency})
+    """Every simulator answer is delayed LATENCY_S while the test runs (the delay is yielded)."""
+    sim_control(sim, "/_sim/faults", {"latency_s": LATENCY_S})
     try:
-        yield latency
+        yield LATENCY_S
     finally:
         sim_control(sim, "/_sim/faults", method="DELETE")
 
@@ -88,7 +91,7 @@ def test_sigterm_drains_and_exits_zero(
         streamer.proc.send_signal(signal.SIGTERM)
         rc, took = wait_exit(streamer.proc, DRAIN_TIMEOUT_S + 10)
     assert rc == 0, log.read_text()[-3000:]
-    assert took < DRAIN_TIMEOUT_S
+    assert took < DRAIN_TIMEOUT_S / 2
     names = events(log)
     assert names.index("shutdown_requested") < names.index("drained")
     assert "drain_timeout" not in names
