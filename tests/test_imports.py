@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import streamer
 from streamer.config import load_config
 
@@ -38,7 +36,7 @@ NOT_AT_RUN = (
     "_pytest.",
     "jsonschema",
 )
-#: The zeep reference decoder, an oracle for the IPS decoder's tests (moving to the tests).
+#: The zeep reference decoder, an oracle for the IPS decoder's tests.
 REFERENCE = ("streamer.ips.reference", "tests.zeep_reference")
 #: The daemon side, which the simulator must stay independent of.
 DAEMON = (
@@ -84,11 +82,6 @@ def test_streamer_run_loads_no_dev_or_test_tool() -> None:
     assert matching(loaded, NOT_AT_RUN) == []
 
 
-@pytest.mark.xfail(
-    (PACKAGE / "ips" / "reference.py").exists(),
-    reason="issue 8: the zeep reference decoder still lives in streamer.ips (being moved)",
-    strict=True,
-)
 def test_streamer_run_loads_no_zeep_reference_decoder() -> None:
     """Importing what ``streamer run`` needs does not load the zeep reference decoder."""
     assert matching(loaded_after("streamer.cli", "streamer.service"), REFERENCE) == []
