@@ -760,3 +760,20 @@ class _Mutable:
     """Not frozen: fast_constructor refuses it."""
 
     x: int
+
+
+def test_fast_constructor_keeps_plain_defaults() -> None:
+    """A field with a default (JobSnapshot.truncated) may be left out, as with the dataclass."""
+    import dataclasses
+
+    from tests.test_diff import job
+
+    sample = job()
+    fields = {
+        f.name: getattr(sample, f.name)
+        for f in dataclasses.fields(JobSnapshot)
+        if f.name != "truncated"
+    }
+    built = fast_constructor(JobSnapshot)(**fields)
+    assert built == sample
+    assert built.truncated is False

@@ -16,16 +16,27 @@ _T = TypeVar("_T")
 
 
 def fast_constructor(cls: type[_T]) -> Callable[..., _T]:
-    """A constructor for a frozen, slotted dataclass without ``__post_init__``: give it every
-    field, by keyword (its parameters are the field names, in field order, without defaults)."""
+    """A constructor for a frozen, slotted dataclass without ``__post_init__``: give it its
+    fields by keyword (its parameters are the field names, in field order; a field with a plain
+    default keeps it, so a field added to the model later needs no change here)."""
     if not (dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen):  # type: ignore[attr-defined]
         raise TypeError(f"{cls.__name__} is not a frozen dataclass")
     if hasattr(cls, "__post_init__") or "__slots__" not in cls.__dict__:
         raise TypeError(f"{cls.__name__} has a __post_init__ or no slots")
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
     scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     scope.update({f"_set_{n}": cls.__dict__[n].__set__ for n in names})
-    lines = [f"def make({', '.join(names)}):", "    o = _new(_cls)"]
+    params = []
+    for f in fields:
+        if f.default is not dataclasses.MISSING:
+            scope[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name} has a default factory")
+        else:
+            params.append(f.name)
+    lines = [f"def make({', '.join(params)}):", "    o = _new(_cls)"]
     lines += [f"    _set_{n}(o, {n})" for n in names]
     lines.append("    return o")
     # Generated source, as dataclasses generates __init__: field names are identifiers.
