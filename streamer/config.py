@@ -18,6 +18,7 @@ import difflib
 import importlib.metadata
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -259,9 +260,27 @@ class KafkaConfig(_Section):
     max_batch_records: PositiveInt = 20000
     commit_interval_s: NonNegativeFloat = 0.0  # how long a group commit waits for more cycles
     heartbeat: bool = True
+    #: Companies are split into this many shards, shared by the instances of one group.
+    shards: int = Field(default=32, ge=1, le=4096)
+    #: The consumer group the instances of one deployment share (default: transactional_id).
+    group_id: str | None = Field(default=None, min_length=1, max_length=249)
+    #: Static group membership: a restart within session_timeout_s moves no shard. Default: the
+    #: host name; give each instance on one host its own (e.g. the pod name).
+    group_instance_id: str | None = Field(default=None, min_length=1, max_length=249)
+    session_timeout_s: float = Field(default=10.0, ge=6.0, le=1800.0)
     #: Largest record the streamer writes; keep it below the broker's message.max.bytes.
     max_record_bytes: int = Field(default=1_000_000, ge=16_384, le=8 * 1024 * 1024)
     _file_password: SecretStr | None = PrivateAttr(default=None)
+
+    @property
+    def effective_group_id(self) -> str:
+        """``group_id``, or the transactional id when none is set."""
+        return self.group_id or self.transactional_id
+
+    @property
+    def effective_group_instance_id(self) -> str:
+        """``group_instance_id``, or the host name when none is set."""
+        return self.group_instance_id or socket.gethostname()
 
     @property
     def uses_sasl(self) -> bool:

@@ -11,8 +11,9 @@ so the rule that decides what a cycle commits lives in one place:
    stays as it is, without spending an attempt. A log that names another job than the one asked for
    is not that job's log: it counts as "not found", never as an outcome.
 3. :func:`cycle_records` turns the settled cycle into Kafka records, in a fixed order: events,
-   checkpoint records of the changed jobs (sorted), tombstones of the completed jobs, then the
-   optional heartbeat. The caller commits them in one transaction and only then advances state.
+   checkpoint records of the changed jobs (sorted), tombstones of the completed jobs, the same
+   checkpoint records and tombstones on the private checkpoint topic, then the optional heartbeat.
+   The caller commits them in one transaction and only then advances state.
 """
 
 from __future__ import annotations
@@ -109,8 +110,12 @@ def cycle_records(
     """The records of one settled cycle, in commit order (see the module docstring)."""
     records = [encode_event(e, source=source, topics=topics) for e in settled.events]
     state = settled.state
-    records.extend(encode_checkpoint(state[h], topics=topics) for h in settled.changed)
-    records.extend(encode_tombstone(h, topics=topics) for h in settled.completed)
+    latest = [encode_checkpoint(state[h], topics=topics) for h in settled.changed]
+    latest.extend(encode_tombstone(h, topics=topics) for h in settled.completed)
+    records.extend(latest)
+    # The same records again on the private checkpoint topic, which the publisher of the
+    # company's shard writes to the shard's own partition (restorable per shard).
+    records.extend(replace(r, topic=topics.checkpoint) for r in latest)
     if heartbeat is not None:
         records.append(encode_heartbeat(heartbeat, source=source, topics=topics))
     return records

@@ -76,6 +76,10 @@ class TopicNames:
     latest: str = "ips.jobs.latest"
     heartbeat: str = "ips.streamer.heartbeat"
     notifications: str = "ips.streamer.notifications"
+    #: Private: the streamer's own checkpoint, compacted, one partition per shard.
+    checkpoint: str = "ips.streamer.checkpoint"
+    #: Private: carries no records; its partitions are the shards the instances' group shares.
+    shards: str = "ips.streamer.shards"
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -88,6 +92,8 @@ class TopicNames:
             latest=f"{prefix}.jobs.latest",
             heartbeat=f"{prefix}.streamer.heartbeat",
             notifications=f"{prefix}.streamer.notifications",
+            checkpoint=f"{prefix}.streamer.checkpoint",
+            shards=f"{prefix}.streamer.shards",
         )
 
 

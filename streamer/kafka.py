@@ -120,19 +120,22 @@ class TopicSpec:
 
     name: str
     config: Mapping[str, str] = field(default_factory=dict)
+    #: Fixed partition count (the private topics: one partition per shard); None = configured.
+    partitions: int | None = None
 
 
-def topic_specs(topics: TopicNames) -> tuple[TopicSpec, ...]:
-    """The topics of the event contract and their settings."""
+def topic_specs(topics: TopicNames, shards: int = 1) -> tuple[TopicSpec, ...]:
+    """The topics of the event contract and the private ones, with their settings."""
+    compact = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
     return (
         TopicSpec(topics.state),
         TopicSpec(topics.progress, {"retention.ms": str(3 * 24 * 3600 * 1000)}),
-        TopicSpec(
-            topics.latest,
-            {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"},
-        ),
+        TopicSpec(topics.latest, compact),
         TopicSpec(topics.heartbeat, {"retention.ms": str(24 * 3600 * 1000)}),
         TopicSpec(topics.notifications),
+        TopicSpec(topics.checkpoint, compact, partitions=shards),
+        # No records: its partitions are the shards; short retention keeps it empty anyway.
+        TopicSpec(topics.shards, {"retention.ms": str(3600 * 1000)}, partitions=shards),
     )
 
 
@@ -141,17 +144,23 @@ async def ensure_topics(
     topics: TopicNames,
     partitions: int,
     replication_factor: int,
+    shards: int = 1,
 ) -> list[str]:
     """Create the missing topics; return the names created."""
     admin = AIOKafkaAdminClient(**client_kwargs)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [s for s in topic_specs(topics) if s.name not in existing]
+        missing = [s for s in topic_specs(topics, shards) if s.name not in existing]
         if not missing:
             return []
         new = [
-            NewTopic(s.name, partitions, replication_factor, topic_configs=dict(s.config))
+            NewTopic(
+                s.name,
+                s.partitions or partitions,
+                replication_factor,
+                topic_configs=dict(s.config),
+            )
             for s in missing
         ]
         with contextlib.suppress(TopicAlreadyExistsError):
@@ -163,12 +172,16 @@ async def ensure_topics(
 
 
 async def restore_state(
-    client_kwargs: Mapping[str, Any], topic: str, timeout_s: float = 60.0
+    client_kwargs: Mapping[str, Any],
+    topic: str,
+    timeout_s: float = 60.0,
+    partitions: Sequence[int] | None = None,
 ) -> CompanyStates:
     """Read the compacted checkpoint topic to its end (read_committed) into per-company state.
 
-    Must run after the transactional producer started: ``init_transactions`` aborts a transaction
-    that a crashed predecessor left open, and only then does the last stable offset reach the end.
+    ``partitions``: only these (a shard's own partition); all when None. Must run after the
+    transactional producer started: ``init_transactions`` aborts a transaction that a crashed
+    predecessor left open, and only then does the last stable offset reach the end.
     """
     consumer = AIOKafkaConsumer(
         **client_kwargs,
@@ -183,7 +196,8 @@ async def restore_state(
         if parts is None:
             await consumer._client.force_metadata_update()
             parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        wanted = sorted(parts) if partitions is None else sorted(set(partitions) & set(parts))
+        tps = [TopicPartition(topic, p) for p in wanted]
         if not tps:
             return {}
         consumer.assign(tps)
@@ -267,6 +281,7 @@ class Publisher:
         on_commit: Callable[[CommitStats], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
         checkpoint_topic: str | None = None,
+        checkpoint_partition: int | None = None,
     ) -> None:
         self._kwargs = dict(client_kwargs)
         self._txn_id = transactional_id
@@ -282,6 +297,8 @@ class Publisher:
         self._fenced: FencedError | None = None
         self._dead: PublishError | None = None
         self._checkpoint_topic = checkpoint_topic
+        # A shard's publisher writes its checkpoint records to the shard's own partition.
+        self._checkpoint_partition = checkpoint_partition
         # Failed transactions so far, and the checkpoint read after the latest of them.
         self._epoch = 0
         self._resynced: tuple[int, CompanyStates] = (0, {})
@@ -491,7 +508,13 @@ class Publisher:
                 for rec in batch.records:
                     try:
                         fut = await producer.send(
-                            rec.topic, value=rec.value, key=rec.key, headers=list(rec.headers)
+                            rec.topic,
+                            value=rec.value,
+                            key=rec.key,
+                            headers=list(rec.headers),
+                            partition=self._checkpoint_partition
+                            if rec.topic == self._checkpoint_topic
+                            else None,
                         )
                     except _PER_RECORD_ERRORS as exc:
                         refused.setdefault(i, []).append(Rejection(rec.topic, rec.key, repr(exc)))
@@ -549,7 +572,13 @@ class Publisher:
             epoch = self._epoch
             try:
                 # Only now is the outcome of the uncertain transaction settled and readable.
-                states = await restore_state(self._kwargs, self._checkpoint_topic)
+                states = await restore_state(
+                    self._kwargs,
+                    self._checkpoint_topic,
+                    partitions=None
+                    if self._checkpoint_partition is None
+                    else [self._checkpoint_partition],
+                )
             except (KafkaError, OSError, PublishError) as exc:
                 self._mark_failed(f"checkpoint re-read failed: {exc!r}")
                 continue

@@ -102,5 +102,20 @@ class Metrics:
             "Cycles that started later than one interval after the previous one was due",
             registry=r,
         )
+        self.shards_owned = Gauge("streamer_shards_owned", "Shards this instance owns", registry=r)
+        self.rebalances = Counter(
+            "streamer_rebalances", "Shard assignments received from the group", registry=r
+        )
+        self.takeovers = Histogram(
+            "streamer_shard_takeover_seconds",
+            "From taking a shard (producer start, fencing) to its companies polling",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shard_step_downs = Counter(
+            "streamer_shard_step_downs",
+            "Shards given up because another instance fenced their producer",
+            registry=r,
+        )
         self.info = Gauge("streamer_up", "1 while the service runs", registry=r)
         r.register(_StatusCollector(status))

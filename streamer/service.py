@@ -11,10 +11,10 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
@@ -29,13 +29,13 @@ from streamer.kafka import (
     CompanyStates,
     FencedError,
     Publisher,
-    PublishError,
     ensure_topics,
     restore_state,
 )
 from streamer.metrics import Metrics
 from streamer.poller import CompanyPoller, PollSettings, company_source
 from streamer.retry import Backoff, sleep_or_stop
+from streamer.shards import ShardCoordinator, ShardOwner, ShardPlan, companies_by_shard
 from streamer.status import CompanyStatus, ServiceStatus
 from streamer.supervisor import Ending, Failure, Supervisor
 from streamer.web import build_web_app
@@ -171,6 +171,7 @@ class Service:
                         self.topics,
                         cfg.kafka.partitions,
                         cfg.kafka.replication_factor,
+                        cfg.kafka.shards,
                     ),
                     "create_topics",
                 )
@@ -178,44 +179,125 @@ class Service:
                     return EXIT_OK
                 if created:
                     log.info("topics_created", topics=created)
-            publisher = Publisher(
-                kafka_kwargs,
-                cfg.kafka.transactional_id,
-                max_batch_records=cfg.kafka.max_batch_records,
-                commit_interval_s=cfg.kafka.commit_interval_s,
-                # A commit still pending after two request timeouts means Kafka is gone:
-                # fail the batch (state is kept), recycle the producer, report not ready.
-                commit_timeout_s=max(5.0, 2 * cfg.kafka.request_timeout_s),
-                on_commit=self._on_commit,
-                on_failure=self._on_kafka_failure,
-                # Re-read after a failed or uncertain transaction: pollers continue from it.
-                checkpoint_topic=self.topics.latest,
+            coordinator = ShardCoordinator(
+                consumer_kwargs=self._group_kwargs(kafka_kwargs),
+                shards_topic=self.topics.shards,
+                plans=self._plans(clients, kafka_kwargs),
+                handover_timeout_s=min(cfg.shutdown.drain_timeout_s, cfg.kafka.session_timeout_s),
+                on_change=self._shards_changed,
+                on_taken=self._shard_taken,
+                on_step_down=self._shard_stepped_down,
+                on_rebalance=self.metrics.rebalances.inc,
             )
-            try:
-                await publisher.start(self.stop_event)
-            except PublishError:
-                return EXIT_OK  # stopped before Kafka was ever reachable: nothing to drain
-            stack.push_async_callback(publisher.stop)
-            assert publisher.task is not None
-            supervisor.watch("kafka-publisher", publisher.task)
-            self.status.kafka_ok = True
-            states = await restore_state(kafka_kwargs, self.topics.latest)
-            self.status.restored_jobs = sum(len(s) for s in states.values())
+            if await self._with_retry(coordinator.start, "join_group") is None:
+                return EXIT_OK
+            supervisor.service("shard-group", coordinator.run(self.stop_event))
+            supervisor.worker("lifetime", self._lifetime(coordinator))
             log.info(
-                "state_restored",
-                jobs=self.status.restored_jobs,
-                companies=len(states),
-                transactional_id=cfg.kafka.transactional_id,
+                "service_started",
+                companies=len(cfg.companies),
+                shards=cfg.kafka.shards,
+                group_id=cfg.kafka.effective_group_id,
+                group_instance_id=cfg.kafka.effective_group_instance_id,
+                http_port=self.http_port,
             )
-            pollers = self._pollers(clients, publisher, states)
-            for p in pollers:
-                supervisor.worker(f"poll:{p.handle}", p.run(self.max_cycles))
-            log.info("service_started", companies=len(pollers), http_port=self.http_port)
             ending = await supervisor.run(cfg.shutdown.drain_timeout_s)
-            # Company loops end before the publisher they commit through stops.
+            # Company loops finish their cycle and commit, then each shard's producer closes.
+            drained = await coordinator.stop()
+            if ending is Ending.FINISHED and not drained:
+                ending = Ending.DRAIN_TIMEOUT
             await supervisor.close()
             return self._exit_code(ending, supervisor.failure)
         return EXIT_OK  # pragma: no cover - the stack always returns above
+
+    async def _lifetime(self, coordinator: ShardCoordinator) -> None:
+        """Until stopped; with ``max_cycles``, until every owned company ran its cycles."""
+        if self.max_cycles is None:
+            await self.stop_event.wait()
+            return
+        while not coordinator.finished():
+            if await sleep_or_stop(self.stop_event, 0.1):
+                return
+
+    def _group_kwargs(self, kafka_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The shard group's consumer settings."""
+        k = self.settings.kafka
+        session_ms = int(k.session_timeout_s * 1000)
+        return {
+            **kafka_kwargs,
+            "group_id": k.effective_group_id,
+            "group_instance_id": k.effective_group_instance_id,
+            "session_timeout_ms": session_ms,
+            "heartbeat_interval_ms": max(1000, session_ms // 5),
+            "rebalance_timeout_ms": session_ms,
+            "auto_offset_reset": "latest",
+        }
+
+    def _plans(
+        self, clients: dict[str, IpsClient], kafka_kwargs: dict[str, Any]
+    ) -> dict[int, ShardPlan]:
+        """How to run each shard that has companies."""
+        cfg = self.settings
+        by_shard = companies_by_shard([c.handle for c in cfg.companies], cfg.kafka.shards)
+        log_sem = asyncio.Semaphore(cfg.poll.job_log_concurrency)
+        poll_sem = asyncio.Semaphore(cfg.poll.max_concurrent_polls)
+
+        def plan(shard: int, handles: list[str]) -> ShardPlan:
+            def publisher(stop: asyncio.Event) -> Publisher:
+                return Publisher(
+                    kafka_kwargs,
+                    f"{cfg.kafka.transactional_id}-shard-{shard}",
+                    max_batch_records=cfg.kafka.max_batch_records,
+                    commit_interval_s=cfg.kafka.commit_interval_s,
+                    # A commit still pending after two request timeouts means Kafka is gone:
+                    # its outcome is uncertain; the checkpoint is re-read before going on.
+                    commit_timeout_s=max(5.0, 2 * cfg.kafka.request_timeout_s),
+                    on_commit=self._on_commit,
+                    on_failure=self._on_kafka_failure,
+                    checkpoint_topic=self.topics.checkpoint,
+                    checkpoint_partition=shard,
+                )
+
+            async def restore() -> CompanyStates:
+                states = await restore_state(
+                    kafka_kwargs, self.topics.checkpoint, partitions=[shard]
+                )
+                log.info(
+                    "state_restored",
+                    shard=shard,
+                    jobs=sum(len(s) for s in states.values()),
+                    companies=len(states),
+                )
+                return states
+
+            def loops(
+                publisher: Publisher, states: CompanyStates, stop: asyncio.Event
+            ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+                out: list[tuple[str, Coroutine[Any, Any, None]]] = []
+                for handle in handles:
+                    poller = self._poller(
+                        handle, clients[handle], publisher, states, stop, log_sem, poll_sem
+                    )
+                    out.append((handle, poller.run(self.max_cycles)))
+                return out
+
+            return ShardPlan(shard, tuple(handles), publisher, restore, loops)
+
+        return {shard: plan(shard, handles) for shard, handles in by_shard.items()}
+
+    def _shards_changed(self, owners: dict[int, ShardOwner]) -> None:
+        owned = {h for o in owners.values() for h in o.plan.companies}
+        for handle in list(self.status.companies):
+            if handle not in owned:
+                del self.status.companies[handle]
+        self.status.shards = sorted(owners)
+        self.metrics.shards_owned.set(len(owners))
+
+    def _shard_taken(self, shard: int, seconds: float) -> None:
+        self.metrics.takeovers.observe(seconds)
+
+    def _shard_stepped_down(self, shard: int) -> None:
+        self.metrics.shard_step_downs.inc()
 
     def _exit_code(self, ending: Ending, failure: Failure | None) -> int:
         """The documented exit code of how the supervised run ended."""
@@ -270,55 +352,53 @@ class Service:
             clients[company.handle] = by_creds[key]
         return clients
 
-    def _pollers(
+    def _poller(
         self,
-        clients: dict[str, IpsClient],
+        handle: str,
+        client: IpsClient,
         publisher: Publisher,
         states: CompanyStates,
-    ) -> list[CompanyPoller]:
+        stop: asyncio.Event,
+        log_sem: asyncio.Semaphore,
+        poll_sem: asyncio.Semaphore,
+    ) -> CompanyPoller:
+        """The loop of one company of an owned shard (its status shows in /status)."""
         cfg = self.settings
-        log_sem = asyncio.Semaphore(cfg.poll.job_log_concurrency)
-        poll_sem = asyncio.Semaphore(cfg.poll.max_concurrent_polls)
-        pollers = []
-        for company in cfg.companies:
-            interval = cfg.interval_for(company)
-            status = CompanyStatus(company.handle, interval)
-            self.status.companies[company.handle] = status
-            client = clients[company.handle]
-            pollers.append(
-                CompanyPoller(
-                    handle=company.handle,
-                    client=client,
-                    publisher=publisher,
-                    state=dict(states.get(company.handle, {})),
-                    poll=PollSettings(
-                        interval_s=interval,
-                        jitter=cfg.poll.jitter,
-                        backoff_initial_s=cfg.poll.backoff_initial_s,
-                        backoff_max_s=cfg.poll.backoff_max_s,
-                        auth_backoff_s=cfg.poll.auth_backoff_s,
-                        failures_before_degraded=cfg.poll.failures_before_degraded,
-                        heartbeat=cfg.kafka.heartbeat,
-                        max_record_bytes=cfg.kafka.max_record_bytes,
-                    ),
-                    diff_settings=DiffSettings(
-                        progress_min_step=cfg.progress.min_step,
-                        progress_min_interval_s=cfg.progress.min_interval_s,
-                        stall_after_s=cfg.stall.after_s or None,
-                        poll_interval_s=interval,
-                        log_max_attempts=cfg.completion.log_max_attempts,
-                    ),
-                    topics=self.topics,
-                    source=company_source(client.endpoint, company.handle),
-                    metrics=self.metrics,
-                    status=status,
-                    clock=self.clock,
-                    stop=self.stop_event,
-                    log_lookups=log_sem,
-                    polls=poll_sem,
-                )
-            )
-        return pollers
+        company = next(c for c in cfg.companies if c.handle == handle)
+        interval = cfg.interval_for(company)
+        status = CompanyStatus(handle, interval)
+        self.status.companies[handle] = status
+        return CompanyPoller(
+            handle=handle,
+            client=client,
+            publisher=publisher,
+            state=dict(states.get(handle, {})),
+            poll=PollSettings(
+                interval_s=interval,
+                jitter=cfg.poll.jitter,
+                backoff_initial_s=cfg.poll.backoff_initial_s,
+                backoff_max_s=cfg.poll.backoff_max_s,
+                auth_backoff_s=cfg.poll.auth_backoff_s,
+                failures_before_degraded=cfg.poll.failures_before_degraded,
+                heartbeat=cfg.kafka.heartbeat,
+                max_record_bytes=cfg.kafka.max_record_bytes,
+            ),
+            diff_settings=DiffSettings(
+                progress_min_step=cfg.progress.min_step,
+                progress_min_interval_s=cfg.progress.min_interval_s,
+                stall_after_s=cfg.stall.after_s or None,
+                poll_interval_s=interval,
+                log_max_attempts=cfg.completion.log_max_attempts,
+            ),
+            topics=self.topics,
+            source=company_source(client.endpoint, handle),
+            metrics=self.metrics,
+            status=status,
+            clock=self.clock,
+            stop=stop,
+            log_lookups=log_sem,
+            polls=poll_sem,
+        )
 
     async def _serve_http(self, bound: asyncio.Future[int]) -> None:
         """Serve health, readiness, metrics and status until cancelled (a supervised service)."""

@@ -39,6 +39,8 @@ class ServiceStatus:
     last_commit_error: str | None = None
     restored_jobs: int = 0
     stopping: bool = False
+    #: The shards this instance owns now (their companies are the ones listed above).
+    shards: list[int] = field(default_factory=list)
 
     def readiness(self, now: datetime) -> tuple[bool, list[str]]:
         """Ready only while Kafka commits succeed and every company polled OK recently.

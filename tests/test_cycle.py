@@ -56,7 +56,7 @@ def test_final_log_completes_and_tombstones() -> None:
 
 
 def test_records_come_in_commit_order() -> None:
-    """Events, then checkpoints of changed jobs, then tombstones, then the heartbeat."""
+    """Events, checkpoints and tombstones (public, then private), then the heartbeat."""
     result = vanished()
     settled = settle(result, {"j|1": final_log("j|1")}, at(5), SETTINGS)
     hb = Heartbeat("c|acme", at(5), True, 0.01, 1, at(5))
@@ -66,6 +66,8 @@ def test_records_come_in_commit_order() -> None:
         (TOPICS.state, b"j|1", False),
         (TOPICS.latest, b"j|2", False),
         (TOPICS.latest, b"j|1", True),
+        (TOPICS.checkpoint, b"j|2", False),
+        (TOPICS.checkpoint, b"j|1", True),
         (TOPICS.heartbeat, b"c|acme", False),
     ]
 
