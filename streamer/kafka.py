@@ -1,4 +1,6 @@
-"""Kafka adapter: topic setup, checkpoint restore, and the transactional group-commit publisher.
+"""Kafka adapter: checkpoint restore and the transactional group-commit publisher.
+
+Topic setup and checks live in :mod:`streamer.topics`.
 
 The delivery promise rests here:
 
@@ -20,20 +22,15 @@ import functools
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (
-    KafkaError,
-    ProducerFenced,
-    TopicAlreadyExistsError,
-)
+from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import murmur2
 
-from streamer.encode import Record, TopicNames, decode_checkpoint
+from streamer.encode import Record, decode_checkpoint
 from streamer.model import TrackedJob
 from streamer.retry import Backoff, sleep_or_stop
 
@@ -51,54 +48,6 @@ class PublishError(Exception):
 
 class FencedError(PublishError):
     """Another instance with the same transactional id took over; this one must stop."""
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    """A topic the streamer needs, with its settings."""
-
-    name: str
-    config: Mapping[str, str] = field(default_factory=dict)
-
-
-def topic_specs(topics: TopicNames) -> tuple[TopicSpec, ...]:
-    """The topics of the event contract and their settings."""
-    return (
-        TopicSpec(topics.state),
-        TopicSpec(topics.progress, {"retention.ms": str(3 * 24 * 3600 * 1000)}),
-        TopicSpec(
-            topics.latest,
-            {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"},
-        ),
-        TopicSpec(topics.heartbeat, {"retention.ms": str(24 * 3600 * 1000)}),
-        TopicSpec(topics.notifications),
-    )
-
-
-async def ensure_topics(
-    client_kwargs: Mapping[str, Any],
-    topics: TopicNames,
-    partitions: int,
-    replication_factor: int,
-) -> list[str]:
-    """Create the missing topics; return the names created."""
-    admin = AIOKafkaAdminClient(**client_kwargs)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [s for s in topic_specs(topics) if s.name not in existing]
-        if not missing:
-            return []
-        new = [
-            NewTopic(s.name, partitions, replication_factor, topic_configs=dict(s.config))
-            for s in missing
-        ]
-        with contextlib.suppress(TopicAlreadyExistsError):
-            # Another instance may create them at the same moment; that is fine.
-            await admin.create_topics(new)
-        return [s.name for s in missing]
-    finally:
-        await admin.close()
 
 
 async def restore_state(

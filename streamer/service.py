@@ -30,7 +30,6 @@ from streamer.kafka import (
     FencedError,
     Publisher,
     PublishError,
-    ensure_topics,
     restore_state,
 )
 from streamer.metrics import Metrics
@@ -38,6 +37,7 @@ from streamer.poller import CompanyPoller, PollSettings, company_source
 from streamer.retry import Backoff, sleep_or_stop
 from streamer.status import CompanyStatus, ServiceStatus
 from streamer.supervisor import Ending, Failure, Supervisor
+from streamer.topics import announce, check_topics, ensure_topics
 from streamer.web import build_web_app
 
 log = structlog.get_logger("streamer.service")
@@ -177,6 +177,14 @@ class Service:
                     return EXIT_OK
                 if created:
                     log.info("topics_created", topics=created)
+            checked = await self._with_retry(
+                lambda: check_topics(kafka_kwargs, self.topics, cfg.kafka.partitions),
+                "check_topics",
+            )
+            if checked is None:
+                return EXIT_OK
+            if not announce(checked, create_topics=cfg.kafka.create_topics):
+                return EXIT_CONFIG
             publisher = Publisher(
                 kafka_kwargs,
                 cfg.kafka.transactional_id,

@@ -24,9 +24,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streamer.encode import TopicNames
-from streamer.kafka import ensure_topics
 from streamer.simulator import read_ground_truth
 from streamer.simulator.verify import Delivered, compare
+from streamer.topics import ensure_topics
 from tests.harness import (
     Simulator,
     all_records,
