@@ -1,8 +1,9 @@
 """``streamer check``: prove a configuration works before running it as a daemon.
 
-Calls ``getActiveJobs`` once per company and checks the contract's topics on Kafka (missing
-ones, and the settings :func:`streamer.topics.evaluate` judges). It never starts a transactional
-producer: that would fence a running instance that uses the same transactional id.
+Calls ``getActiveJobs`` once per company, connects to Kafka with the configured credentials (a
+refused login is named as such, not as an unreachable broker) and checks the contract's topics
+(missing ones, and the settings :func:`streamer.topics.evaluate` judges). It never starts a
+transactional producer: that would fence a running instance that uses the same transactional id.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import aiohttp
 from streamer.config import Settings
 from streamer.encode import TopicNames
 from streamer.ips import IpsClient, IpsError
+from streamer.kafka_access import KafkaAuthenticationFailed, probe
 from streamer.service import ips_settings_for
 from streamer.topics import check_topics
 
@@ -56,7 +58,11 @@ async def _check_kafka(settings: Settings, echo: Callable[[str], None]) -> bool:
     kw["request_timeout_ms"] = 10_000
     where = f"kafka {settings.kafka.bootstrap_servers}"
     try:
+        await probe(kw)  # names a refused login, which aiokafka reports as "unable to bootstrap"
         checked = await check_topics(kw, topics, settings.kafka.partitions)
+    except KafkaAuthenticationFailed as exc:
+        echo(f"{where}: FAILED: {exc}")
+        return False
     except Exception as exc:
         echo(f"{where}: FAILED: {exc!r}")
         return False

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-__all__ = ["Backoff", "jittered", "sleep_or_stop"]
+__all__ = ["Backoff", "Stopped", "jittered", "sleep_or_stop", "until_stopped"]
+
+_T = TypeVar("_T")
 
 #: A source of uniform floats in [a, b]; ``random.uniform`` unless a test pins it.
 Uniform = Callable[[float, float], float]
@@ -70,3 +73,31 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
     return stop.is_set()
+
+
+class Stopped(Exception):
+    """A stop request ended a wait before it finished."""
+
+
+async def until_stopped(stop: asyncio.Event, awaitable: Awaitable[_T]) -> _T:
+    """Await ``awaitable`` unless ``stop`` is set first; then cancel it and raise :class:`Stopped`.
+
+    For the waits whose own timeout is longer than a shutdown may take (a client connecting to a
+    broker that accepts TCP but never answers waits a whole request timeout).
+    """
+    task = asyncio.ensure_future(awaitable)
+    if stop.is_set():
+        task.cancel()
+    else:
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not task.done():
+                task.cancel()
+    if task.cancelled() or not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise Stopped("stopped while waiting")
+    return task.result()

@@ -32,9 +32,10 @@ from streamer.kafka import (
     PublishError,
     restore_state,
 )
+from streamer.kafka_access import wait_for_access
 from streamer.metrics import Metrics
 from streamer.poller import CompanyPoller, PollSettings, company_source
-from streamer.retry import Backoff, sleep_or_stop
+from streamer.retry import Backoff, Stopped, sleep_or_stop, until_stopped
 from streamer.status import CompanyStatus, ServiceStatus
 from streamer.supervisor import Ending, Failure, Supervisor
 from streamer.topics import announce, check_topics, ensure_topics
@@ -163,6 +164,10 @@ class Service:
             clients = await self._with_retry(lambda: self._ips_clients(session), "load_wsdl")
             if clients is None:
                 return EXIT_OK
+            # Names a refused Kafka login (aiokafka reports it as "unable to bootstrap").
+            auth_wait_s = cfg.poll.auth_backoff_s
+            if not await wait_for_access(kafka_kwargs, self.stop_event, auth_backoff_s=auth_wait_s):
+                return EXIT_OK
             if cfg.kafka.create_topics:
                 created = await self._with_retry(
                     lambda: ensure_topics(
@@ -252,7 +257,9 @@ class Service:
         failures = 0
         while not self.stop_event.is_set():
             try:
-                return await make()
+                return await until_stopped(self.stop_event, make())
+            except Stopped:
+                return None
             except Exception as exc:  # Kafka or the WSDL not reachable yet: wait for it.
                 failures += 1
                 delay = START_BACKOFF.delay(failures)
