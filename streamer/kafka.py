@@ -32,7 +32,7 @@ from aiokafka.partitioner import murmur2
 
 from streamer.encode import Record, decode_checkpoint
 from streamer.model import TrackedJob
-from streamer.retry import Backoff, sleep_or_stop
+from streamer.retry import Backoff, Stopped, sleep_or_stop, stop_shortened_wait_for, until_stopped
 
 log = structlog.get_logger("streamer.kafka")
 
@@ -40,6 +40,12 @@ CompanyStates = dict[str, dict[str, TrackedJob]]
 
 #: How long to wait between attempts to reach the broker.
 KAFKA_BACKOFF = Backoff(initial_s=1.0, max_s=15.0)
+#: Once a stop is requested, how long a pending commit, an abort and a producer close may still
+#: take: compose gives 10 s after SIGTERM, and a commit Kafka does not take loses nothing (the
+#: state is kept; a restart diffs against the last committed checkpoint).
+STOPPING_COMMIT_S = 2.0
+STOPPING_ABORT_S = 1.0
+STOPPING_CLOSE_S = 2.0
 
 
 class PublishError(Exception):
@@ -225,7 +231,11 @@ class Publisher:
         while True:
             producer = self._new_producer()
             try:
-                await producer.start()
+                await until_stopped(self._stop, producer.start())
+            except Stopped as exc:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), STOPPING_CLOSE_S)
+                raise PublishError("stopped while waiting for Kafka") from exc
             except KafkaError as exc:
                 with contextlib.suppress(Exception):
                     await producer.stop()
@@ -285,7 +295,9 @@ class Publisher:
             # Kept until the next group: if this loop dies, the done-callback fails it.
             group = self._inflight = self._take_group(first)
             try:
-                await asyncio.wait_for(self._commit(group), self._commit_timeout_s)
+                await stop_shortened_wait_for(
+                    self._commit(group), self._commit_timeout_s, self._stop, STOPPING_COMMIT_S
+                )
             except ProducerFenced as exc:
                 self._fenced = FencedError(
                     f"another instance with transactional id {self._txn_id!r} took over: {exc}"
@@ -318,7 +330,9 @@ class Publisher:
             await producer.commit_transaction()
         except BaseException:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.abort_transaction(), 5)
+                await stop_shortened_wait_for(
+                    producer.abort_transaction(), 5, self._stop, STOPPING_ABORT_S
+                )
             raise
         elapsed = time.perf_counter() - started
         n_records = sum(len(b.records) for b in group)
@@ -348,7 +362,7 @@ class Publisher:
         old, self._producer = self._producer, None
         if old is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(old.stop(), 10)
+                await stop_shortened_wait_for(old.stop(), 10, self._stop, STOPPING_CLOSE_S)
         await self._connect_until_ready()
 
     async def stop(self) -> None:
@@ -361,5 +375,7 @@ class Publisher:
         self._fail_queued(PublishError("publisher stopped"))
         if self._producer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._producer.stop(), 10)
+                await stop_shortened_wait_for(
+                    self._producer.stop(), 10, self._stop, STOPPING_CLOSE_S
+                )
             self._producer = None

@@ -19,7 +19,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["Backoff", "Stopped", "jittered", "sleep_or_stop", "until_stopped"]
+__all__ = [
+    "Backoff",
+    "Stopped",
+    "jittered",
+    "sleep_or_stop",
+    "stop_shortened_wait_for",
+    "until_stopped",
+]
 
 _T = TypeVar("_T")
 
@@ -101,3 +108,32 @@ async def until_stopped(stop: asyncio.Event, awaitable: Awaitable[_T]) -> _T:
             await task
         raise Stopped("stopped while waiting")
     return task.result()
+
+
+async def stop_shortened_wait_for(
+    awaitable: Awaitable[_T], timeout_s: float, stop: asyncio.Event | None, after_stop_s: float
+) -> _T:
+    """``asyncio.wait_for(awaitable, timeout_s)``, except that once ``stop`` is set the awaitable
+    has at most ``after_stop_s`` left; TimeoutError when either runs out (no ``stop``: the plain
+    timeout).
+
+    For work that may take long while running (a commit to a slow broker) but must not hold a
+    shutdown: a process manager's grace period is shorter than a Kafka request timeout.
+    """
+    if stop is None:
+        return await asyncio.wait_for(awaitable, timeout_s)
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout_s) as deadline:
+
+        def shorten(_: object) -> None:
+            when = loop.time() + after_stop_s
+            current = deadline.when()
+            if not deadline.expired() and (current is None or when < current):
+                deadline.reschedule(when)
+
+        watcher = asyncio.ensure_future(stop.wait())
+        watcher.add_done_callback(lambda w: None if w.cancelled() else shorten(w))
+        try:
+            return await awaitable
+        finally:
+            watcher.cancel()

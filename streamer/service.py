@@ -36,7 +36,7 @@ from streamer.kafka_access import wait_for_access
 from streamer.metrics import Metrics
 from streamer.poller import CompanyPoller, PollSettings, company_source
 from streamer.retry import Backoff, Stopped, sleep_or_stop, until_stopped
-from streamer.status import CompanyStatus, ServiceStatus
+from streamer.status import CommitWatch, CompanyStatus, ServiceStatus
 from streamer.supervisor import Ending, Failure, Supervisor
 from streamer.topics import announce, check_topics, ensure_topics
 from streamer.web import build_web_app
@@ -301,7 +301,7 @@ class Service:
                 CompanyPoller(
                     handle=company.handle,
                     client=client,
-                    publisher=publisher,
+                    publisher=CommitWatch(publisher, status, self.clock),
                     state=dict(states.get(company.handle, {})),
                     poll=PollSettings(
                         interval_s=interval,
