@@ -370,7 +370,9 @@ class Publisher:
         self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A loop that ended on its own (fenced) was reported by its done-callback and the
+            # supervisor already; re-raising it here turned exit code 3 into a traceback and 1.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         self._fail_queued(PublishError("publisher stopped"))
         if self._producer is not None:
