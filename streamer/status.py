@@ -5,8 +5,8 @@ The service owns and mutates these objects (a company's pending commit through
 
 Kafka's health is not only what the publisher last reported: a commit to a broker that went away
 does not fail at once, it hangs until the commit timeout (twice the request timeout). Meanwhile
-the pending commit itself is the evidence, so a commit pending longer than
-:data:`COMMIT_STALL_S` makes Kafka not ok.
+the waiting cycles are the evidence: cycles waiting while no commit completed for longer than
+:data:`COMMIT_STALL_S` make Kafka not ok.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Protocol
 
 from streamer.encode import Record
 
-#: A commit pending longer than this means Kafka is not taking commits (a healthy one takes
-#: milliseconds; a group commit of 20,000 records about a second).
+#: Cycles waiting while no commit completed for longer than this mean Kafka is not taking
+#: commits (a healthy commit takes milliseconds; a group commit of 20,000 records about a second).
 COMMIT_STALL_S = 5.0
 
 
@@ -58,16 +58,24 @@ class ServiceStatus:
     commit_stall_s: float = COMMIT_STALL_S
 
     def kafka_health(self, now: datetime) -> tuple[bool, str | None]:
-        """Whether Kafka takes commits now, and why not: the publisher's last report, or a
-        commit pending for longer than ``commit_stall_s``."""
+        """Whether Kafka takes commits now, and why not: the publisher's last report, or cycles
+        waiting for a commit while none completed for longer than ``commit_stall_s``.
+
+        Waiting alone is not enough: under load a batch may queue for seconds behind other
+        groups while commits keep completing; then Kafka is fine and the process is busy.
+        """
         if not self.kafka_ok:
             return False, self.last_commit_error or "not connected"
         pending = [c.committing_since for c in self.companies.values() if c.committing_since]
         if pending:
-            age = (now - min(pending)).total_seconds()
-            if age > self.commit_stall_s:
+            waiting_since = min(pending)
+            if self.last_commit_at is not None:
+                waiting_since = max(waiting_since, self.last_commit_at)
+            stalled = (now - waiting_since).total_seconds()
+            if stalled > self.commit_stall_s:
                 return False, (
-                    f"a commit has been pending for {age:.0f}s (limit {self.commit_stall_s:.0f}s)"
+                    f"no commit completed for {stalled:.0f}s while cycles wait for one "
+                    f"(limit {self.commit_stall_s:.0f}s)"
                 )
         return True, None
 
