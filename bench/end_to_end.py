@@ -424,7 +424,7 @@ async def _plain_run(kwargs: dict[str, Any], txn: str, batches: list[list[Any]])
 
 async def _compare(bootstrap: str, batches: list[list[Any]], rounds: int) -> dict[str, list[float]]:
     from streamer.encode import TopicNames
-    from streamer.kafka import ensure_topics
+    from streamer.topics import ensure_topics
 
     kwargs: dict[str, Any] = {"bootstrap_servers": bootstrap}
     await ensure_topics(kwargs, TopicNames.with_prefix(f"benchpub{os.getpid()}"), 3, 1)

@@ -1,6 +1,8 @@
 """``streamer check``: prove a configuration works before running it as a daemon.
 
-Calls ``getActiveJobs`` once per company and asks Kafka for its topics. It never starts a
+Calls ``getActiveJobs`` once per company, connects to Kafka with the configured credentials (a
+refused login is named as such, not as an unreachable broker) and checks the contract's topics
+(missing ones, and the settings :func:`streamer.topics.evaluate` judges). It never starts a
 transactional producer: that would fence a running instance that uses the same transactional id.
 """
 
@@ -10,13 +12,13 @@ import time
 from collections.abc import Callable
 
 import aiohttp
-from aiokafka.admin import AIOKafkaAdminClient
 
 from streamer.config import Settings
 from streamer.encode import TopicNames
 from streamer.ips import IpsClient, IpsError
-from streamer.kafka import topic_specs
+from streamer.kafka_access import KafkaAuthenticationFailed, probe
 from streamer.service import ips_settings_for
+from streamer.topics import check_topics
 
 
 async def run_check(settings: Settings, echo: Callable[[str], None]) -> bool:
@@ -44,27 +46,35 @@ async def run_check(settings: Settings, echo: Callable[[str], None]) -> bool:
             except Exception as exc:  # the WSDL could not even be loaded
                 ok = False
                 echo(f"ips {company.handle}: FAILED: {exc!r}")
+    ok = await _check_kafka(settings, echo) and ok
+    echo("result: ok" if ok else "result: FAILED")
+    return ok
+
+
+async def _check_kafka(settings: Settings, echo: Callable[[str], None]) -> bool:
+    """Reach the broker with our credentials, then check the contract's topics on it."""
     topics = TopicNames.with_prefix(settings.kafka.topic_prefix)
     kw = dict(settings.kafka.client_kwargs())
     kw["request_timeout_ms"] = 10_000
-    admin = AIOKafkaAdminClient(**kw)
+    where = f"kafka {settings.kafka.bootstrap_servers}"
     try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        wanted = [spec.name for spec in topic_specs(topics)]  # the topics the service creates
-        missing = [t for t in wanted if t not in existing]
-        echo(f"kafka {settings.kafka.bootstrap_servers}: ok")
-        if missing and not settings.kafka.create_topics:
-            ok = False
-            echo(f"kafka topics missing and kafka.create_topics is off: {', '.join(missing)}")
-        elif missing:
-            echo(f"kafka topics to be created at start: {', '.join(missing)}")
-        else:
-            echo("kafka topics: all present")
+        await probe(kw)  # names a refused login, which aiokafka reports as "unable to bootstrap"
+        checked = await check_topics(kw, topics, settings.kafka.partitions)
+    except KafkaAuthenticationFailed as exc:
+        echo(f"{where}: FAILED: {exc}")
+        return False
     except Exception as exc:
+        echo(f"{where}: FAILED: {exc!r}")
+        return False
+    echo(f"{where}: ok")
+    ok = not checked.errors
+    if checked.missing and not settings.kafka.create_topics:
         ok = False
-        echo(f"kafka {settings.kafka.bootstrap_servers}: FAILED: {exc!r}")
-    finally:
-        await admin.close()
-    echo("result: ok" if ok else "result: FAILED")
+        echo(f"kafka topics missing and kafka.create_topics is off: {', '.join(checked.missing)}")
+    elif checked.missing:
+        echo(f"kafka topics to be created at start: {', '.join(checked.missing)}")
+    else:
+        echo("kafka topics: all present")
+    for finding in checked.findings:
+        echo(f"kafka topics: {finding.severity.upper()}: {finding.message}")
     return ok

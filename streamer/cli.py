@@ -12,7 +12,7 @@ import click
 
 from streamer.config import ConfigError, Settings, load_config
 from streamer.encode import TopicNames
-from streamer.logs import configure
+from streamer.logs import configure, secrets_of
 
 EXIT_CONFIG = 2
 
@@ -45,7 +45,7 @@ def run(config_path: Path | None, max_cycles: int | None) -> None:
     from streamer.service import Service
 
     settings = _load(config_path)
-    configure(settings.log.level, settings.log.format)
+    configure(settings.log.level, settings.log.format, secrets_of(settings))
 
     async def _main() -> int:
         service = Service(settings, max_cycles=max_cycles)
@@ -64,7 +64,7 @@ def check(config_path: Path | None) -> None:
     from streamer.check import run_check
 
     settings = _load(config_path)
-    configure("warning", "console")
+    configure("warning", "console", secrets_of(settings))
     ok = asyncio.run(run_check(settings, echo=click.echo))
     sys.exit(0 if ok else 1)
 

@@ -238,6 +238,10 @@ class CompletionConfig(_Section):
     log_max_attempts: PositiveInt = 5
 
 
+#: Longest ``kafka.transactional_id`` accepted (as long as a Kafka topic name may be).
+TRANSACTIONAL_ID_MAX_CHARS = 249
+
+
 class KafkaConfig(_Section):
     """``[kafka]``: broker connection, security, topics and transactions."""
 
@@ -246,7 +250,11 @@ class KafkaConfig(_Section):
     partitions: PositiveInt = 3
     replication_factor: PositiveInt = 1
     create_topics: bool = True
-    transactional_id: str = Field(default="ips-job-streamer", min_length=1)
+    # Kafka's protocol carries it as a string of at most 32,767 bytes (a 40,000-character id
+    # crashed the producer); the limit of a topic name is a sane, documented bound far below.
+    transactional_id: str = Field(
+        default="ips-job-streamer", min_length=1, max_length=TRANSACTIONAL_ID_MAX_CHARS
+    )
     client_id: str = Field(default="ips-job-streamer", min_length=1)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

@@ -1,4 +1,6 @@
-"""Kafka adapter: topic setup, checkpoint restore, and the transactional group-commit publisher.
+"""Kafka adapter: checkpoint restore and the transactional group-commit publisher.
+
+Topic setup and checks live in :mod:`streamer.topics`.
 
 The delivery promise rests here:
 
@@ -20,12 +22,11 @@ import functools
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CorruptRecordException,
     InvalidTimestampError,
@@ -34,14 +35,13 @@ from aiokafka.errors import (
     ProducerFenced,
     RecordListTooLargeError,
     RecordTooLargeError,
-    TopicAlreadyExistsError,
 )
 from aiokafka.partitioner import murmur2
 
 from streamer.checkpoint import decode_checkpoint
-from streamer.encode import Record, TopicNames
+from streamer.encode import Record
 from streamer.model import TrackedJob
-from streamer.retry import Backoff, sleep_or_stop
+from streamer.retry import Backoff, Stopped, sleep_or_stop, stop_shortened_wait_for, until_stopped
 
 log = structlog.get_logger("streamer.kafka")
 
@@ -49,6 +49,12 @@ CompanyStates = dict[str, dict[str, TrackedJob]]
 
 #: How long to wait between attempts to reach the broker.
 KAFKA_BACKOFF = Backoff(initial_s=1.0, max_s=15.0)
+#: Once a stop is requested, how long a pending commit, an abort and a producer close may still
+#: take: compose gives 10 s after SIGTERM, and a commit Kafka does not take loses nothing (the
+#: state is kept; a restart diffs against the last committed checkpoint).
+STOPPING_COMMIT_S = 2.0
+STOPPING_ABORT_S = 1.0
+STOPPING_CLOSE_S = 2.0
 
 
 class PublishError(Exception):
@@ -112,63 +118,6 @@ class CommitUncertain(PublishError):
 
 class FencedError(PublishError):
     """Another instance with the same transactional id took over; this one must stop."""
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    """A topic the streamer needs, with its settings."""
-
-    name: str
-    config: Mapping[str, str] = field(default_factory=dict)
-    #: Fixed partition count (the private topics: one partition per shard); None = configured.
-    partitions: int | None = None
-
-
-def topic_specs(topics: TopicNames, shards: int = 1) -> tuple[TopicSpec, ...]:
-    """The topics of the event contract and the private ones, with their settings."""
-    compact = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
-    return (
-        TopicSpec(topics.state),
-        TopicSpec(topics.progress, {"retention.ms": str(3 * 24 * 3600 * 1000)}),
-        TopicSpec(topics.latest, compact),
-        TopicSpec(topics.heartbeat, {"retention.ms": str(24 * 3600 * 1000)}),
-        TopicSpec(topics.notifications),
-        TopicSpec(topics.checkpoint, compact, partitions=shards),
-        # No records: its partitions are the shards; short retention keeps it empty anyway.
-        TopicSpec(topics.shards, {"retention.ms": str(3600 * 1000)}, partitions=shards),
-    )
-
-
-async def ensure_topics(
-    client_kwargs: Mapping[str, Any],
-    topics: TopicNames,
-    partitions: int,
-    replication_factor: int,
-    shards: int = 1,
-) -> list[str]:
-    """Create the missing topics; return the names created."""
-    admin = AIOKafkaAdminClient(**client_kwargs)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [s for s in topic_specs(topics, shards) if s.name not in existing]
-        if not missing:
-            return []
-        new = [
-            NewTopic(
-                s.name,
-                s.partitions or partitions,
-                replication_factor,
-                topic_configs=dict(s.config),
-            )
-            for s in missing
-        ]
-        with contextlib.suppress(TopicAlreadyExistsError):
-            # Another instance may create them at the same moment; that is fine.
-            await admin.create_topics(new)
-        return [s.name for s in missing]
-    finally:
-        await admin.close()
 
 
 async def restore_state(
@@ -369,7 +318,11 @@ class Publisher:
         while True:
             producer = self._new_producer()
             try:
-                await producer.start()
+                await until_stopped(self._stop, producer.start())
+            except Stopped as exc:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), STOPPING_CLOSE_S)
+                raise PublishError("stopped while waiting for Kafka") from exc
             except KafkaError as exc:
                 with contextlib.suppress(Exception):
                     await producer.stop()
@@ -437,10 +390,9 @@ class Publisher:
             # Kept until the next group: if this loop dies, the done-callback fails it.
             group = self._inflight = self._take_group(first)
             try:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                # that lands as the commit finishes, and stop() would then wait forever.
-                async with asyncio.timeout(self._commit_timeout_s):
-                    await self._commit(group)
+                await stop_shortened_wait_for(
+                    self._commit(group), self._commit_timeout_s, self._stop, STOPPING_COMMIT_S
+                )
             except ProducerFenced as exc:
                 self._fenced = FencedError(
                     f"another instance with transactional id {self._txn_id!r} took over: {exc}"
@@ -537,7 +489,9 @@ class Publisher:
             raise
         except BaseException:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.abort_transaction(), 5)
+                await stop_shortened_wait_for(
+                    producer.abort_transaction(), 5, self._stop, STOPPING_ABORT_S
+                )
             raise
         elapsed = time.perf_counter() - started
         n_records = sum(len(b.records) for b in group)
@@ -603,18 +557,23 @@ class Publisher:
         old, self._producer = self._producer, None
         if old is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(old.stop(), 10)
+                await stop_shortened_wait_for(old.stop(), 10, self._stop, STOPPING_CLOSE_S)
         await self._connect_until_ready(mark_healthy=False)
 
     async def stop(self) -> None:
         """Stop accepting batches, fail what is still queued, close the producer."""
         self._closing = True
         task = self._task
+        # Cancel until it ends: a cancellation that lands as a commit finishes can be swallowed.
+        # A loop that ended on its own (fenced) was reported by its done-callback already;
+        # re-raising it here would turn exit code 3 into a traceback and 1.
         while task is not None and not task.done():
             task.cancel()
             await asyncio.wait({task}, timeout=1.0)
         self._fail_queued(PublishError("publisher stopped"))
         if self._producer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._producer.stop(), 10)
+                await stop_shortened_wait_for(
+                    self._producer.stop(), 10, self._stop, STOPPING_CLOSE_S
+                )
             self._producer = None

@@ -15,10 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-__all__ = ["Backoff", "jittered", "sleep_or_stop"]
+__all__ = [
+    "Backoff",
+    "Stopped",
+    "jittered",
+    "sleep_or_stop",
+    "stop_shortened_wait_for",
+    "until_stopped",
+]
+
+_T = TypeVar("_T")
 
 #: A source of uniform floats in [a, b]; ``random.uniform`` unless a test pins it.
 Uniform = Callable[[float, float], float]
@@ -71,3 +81,60 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
             async with asyncio.timeout(seconds):
                 await stop.wait()
     return stop.is_set()
+
+
+class Stopped(Exception):
+    """A stop request ended a wait before it finished."""
+
+
+async def until_stopped(stop: asyncio.Event, awaitable: Awaitable[_T]) -> _T:
+    """Await ``awaitable`` unless ``stop`` is set first; then cancel it and raise :class:`Stopped`.
+
+    For the waits whose own timeout is longer than a shutdown may take (a client connecting to a
+    broker that accepts TCP but never answers waits a whole request timeout).
+    """
+    task = asyncio.ensure_future(awaitable)
+    if stop.is_set():
+        task.cancel()
+    else:
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not task.done():
+                task.cancel()
+    if task.cancelled() or not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise Stopped("stopped while waiting")
+    return task.result()
+
+
+async def stop_shortened_wait_for(
+    awaitable: Awaitable[_T], timeout_s: float, stop: asyncio.Event | None, after_stop_s: float
+) -> _T:
+    """``asyncio.wait_for(awaitable, timeout_s)``, except that once ``stop`` is set the awaitable
+    has at most ``after_stop_s`` left; TimeoutError when either runs out (no ``stop``: the plain
+    timeout).
+
+    For work that may take long while running (a commit to a slow broker) but must not hold a
+    shutdown: a process manager's grace period is shorter than a Kafka request timeout.
+    """
+    if stop is None:
+        return await asyncio.wait_for(awaitable, timeout_s)
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout_s) as deadline:
+
+        def shorten(_: object) -> None:
+            when = loop.time() + after_stop_s
+            current = deadline.when()
+            if not deadline.expired() and (current is None or when < current):
+                deadline.reschedule(when)
+
+        watcher = asyncio.ensure_future(stop.wait())
+        watcher.add_done_callback(lambda w: None if w.cancelled() else shorten(w))
+        try:
+            return await awaitable
+        finally:
+            watcher.cancel()

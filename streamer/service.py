@@ -29,15 +29,16 @@ from streamer.kafka import (
     CompanyStates,
     FencedError,
     Publisher,
-    ensure_topics,
     restore_state,
 )
+from streamer.kafka_access import wait_for_access
 from streamer.metrics import Metrics
 from streamer.poller import CompanyPoller, PollSettings, company_source
-from streamer.retry import Backoff, sleep_or_stop
+from streamer.retry import Backoff, Stopped, sleep_or_stop, until_stopped
 from streamer.shards import ShardCoordinator, ShardOwner, ShardPlan, companies_by_shard
-from streamer.status import CompanyStatus, ServiceStatus
+from streamer.status import CommitWatch, CompanyStatus, ServiceStatus
 from streamer.supervisor import Ending, Failure, Supervisor
+from streamer.topics import announce, check_topics, ensure_topics
 from streamer.web import build_web_app
 
 log = structlog.get_logger("streamer.service")
@@ -164,6 +165,10 @@ class Service:
             clients = await self._with_retry(lambda: self._ips_clients(session), "load_wsdl")
             if clients is None:
                 return EXIT_OK
+            # Names a refused Kafka login (aiokafka reports it as "unable to bootstrap").
+            auth_wait_s = cfg.poll.auth_backoff_s
+            if not await wait_for_access(kafka_kwargs, self.stop_event, auth_backoff_s=auth_wait_s):
+                return EXIT_OK
             if cfg.kafka.create_topics:
                 created = await self._with_retry(
                     lambda: ensure_topics(
@@ -179,6 +184,16 @@ class Service:
                     return EXIT_OK
                 if created:
                     log.info("topics_created", topics=created)
+            checked = await self._with_retry(
+                lambda: check_topics(
+                    kafka_kwargs, self.topics, cfg.kafka.partitions, cfg.kafka.shards
+                ),
+                "check_topics",
+            )
+            if checked is None:
+                return EXIT_OK
+            if not announce(checked, create_topics=cfg.kafka.create_topics):
+                return EXIT_CONFIG
             coordinator = ShardCoordinator(
                 consumer_kwargs=self._group_kwargs(kafka_kwargs),
                 shards_topic=self.topics.shards,
@@ -329,7 +344,9 @@ class Service:
         failures = 0
         while not self.stop_event.is_set():
             try:
-                return await make()
+                return await until_stopped(self.stop_event, make())
+            except Stopped:
+                return None
             except Exception as exc:  # Kafka or the WSDL not reachable yet: wait for it.
                 failures += 1
                 delay = START_BACKOFF.delay(failures)
@@ -371,7 +388,7 @@ class Service:
         return CompanyPoller(
             handle=handle,
             client=client,
-            publisher=publisher,
+            publisher=CommitWatch(publisher, status, self.clock),
             state=dict(states.get(handle, {})),
             poll=PollSettings(
                 interval_s=interval,

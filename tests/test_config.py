@@ -213,6 +213,16 @@ def test_max_reply_bytes_default_env_and_client_settings(tmp_path: Path) -> None
     assert ips_settings_for(s, "c|1001").max_reply_bytes == 1_000_000
 
 
+def test_overlong_transactional_id_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    """A 40,000-character kafka.transactional_id is refused by name; 249 characters are fine."""
+    err = error(tmp_path, MINIMAL + f'[kafka]\ntransactional_id = "{"t" * 40_000}"\n')
+    assert err.keys == ("kafka.transactional_id",)
+    assert "at most 249 characters" in str(err)
+    assert len(str(err)) < 200  # the value is shown shortened, not echoed whole
+    longest = load(tmp_path, MINIMAL + f'[kafka]\ntransactional_id = "{"t" * 249}"\n')
+    assert len(longest.kafka.transactional_id) == 249
+
+
 def test_endpoint_must_be_http_url(tmp_path: Path) -> None:
     """ips.endpoint must be http(s) and must not carry credentials (it is logged)."""
     for url in ("ftp://host/x", "s7sps1apissl.scene7.com", f"https://u:{SECRET}@h/x"):

@@ -164,3 +164,40 @@ def test_check_fails_on_a_missing_topic_when_it_may_not_create_topics(
     assert result.returncode == 1
     missing = f"{topics.heartbeat}, {topics.notifications}"
     assert f"kafka topics missing and kafka.create_topics is off: {missing}" in result.stdout
+
+
+async def create_wrong_topics(bootstrap: str, topics: TopicNames) -> None:
+    """The checkpoint topic without compaction and the state topic with one partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(topics.latest, 3, 1, topic_configs={"cleanup.policy": "delete"}),
+                NewTopic(topics.state, 1, 1),
+            ]
+        )
+    finally:
+        await admin.close()
+
+
+def test_check_reports_topic_settings_that_break_the_contract(
+    sim: Simulator, kafka_bootstrap: str, tmp_path: Path, topic_prefix: str
+) -> None:
+    """A checkpoint topic without compaction fails check; a partition mismatch is a warning."""
+    topics = TopicNames.with_prefix(topic_prefix)
+    asyncio.run(create_wrong_topics(kafka_bootstrap, topics))
+    result = check(tmp_path, endpoint=sim.endpoint, bootstrap=kafka_bootstrap, prefix=topic_prefix)
+    assert result.returncode == 1, result.stdout
+    lines = result.stdout.splitlines()
+    assert f"kafka {kafka_bootstrap}: ok" in lines
+    assert (
+        f"kafka topics: ERROR: topic {topics.latest}: cleanup.policy=delete, but the checkpoint "
+        "topic needs cleanup.policy=compact (else job records are deleted and a restart "
+        "forgets those jobs)"
+    ) in lines
+    assert (
+        f"kafka topics: WARNING: topic {topics.state}: 1 partitions, but kafka.partitions is 3: "
+        "job keys land on other partitions than the config says"
+    ) in lines
+    assert lines[-1] == "result: FAILED"

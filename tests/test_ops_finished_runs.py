@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streamer.encode import TopicNames
-from streamer.kafka import ensure_topics
+from streamer.topics import ensure_topics
 from tests.harness import running_stack
 from tests.verify import Delivered, compare
 

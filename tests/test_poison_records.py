@@ -11,7 +11,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streamer.encode import TopicNames
-from streamer.kafka import Publisher, ensure_topics
+from streamer.kafka import Publisher
+from streamer.topics import ensure_topics
 from tests.harness import read_topics
 from tests.shell_fakes import ScriptedIps, rig
 from tests.test_diff import job, snap

@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from streamer.retry import Backoff, jittered, sleep_or_stop
+from streamer.retry import (
+    Backoff,
+    Stopped,
+    jittered,
+    sleep_or_stop,
+    stop_shortened_wait_for,
+    until_stopped,
+)
 
 
 def test_nominal_delays_double_up_to_the_cap() -> None:
@@ -48,3 +55,45 @@ async def test_sleep_or_stop_returns_early_when_stopped() -> None:
 async def test_sleep_or_stop_sleeps_when_not_stopped() -> None:
     """Without a stop the wait runs out and reports False."""
     assert await sleep_or_stop(asyncio.Event(), 0.01) is False
+
+
+async def test_until_stopped_returns_the_result_or_cancels_on_stop() -> None:
+    """The awaited value comes back; a stop request cancels a wait that would hang."""
+    stop = asyncio.Event()
+    assert await until_stopped(stop, asyncio.sleep(0, result="done")) == "done"
+    hang = asyncio.ensure_future(asyncio.sleep(3600))
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    with pytest.raises(Stopped):
+        await until_stopped(stop, hang)
+    assert hang.cancelled()
+    with pytest.raises(Stopped):  # already stopped: not even started
+        await until_stopped(stop, asyncio.sleep(3600))
+
+
+async def test_until_stopped_passes_the_awaited_error_on() -> None:
+    """An error of the awaited call is raised as is, not turned into Stopped."""
+    with pytest.raises(ZeroDivisionError):
+        await until_stopped(asyncio.Event(), asyncio.to_thread(lambda: 1 / 0))
+
+
+async def test_stop_shortens_a_long_timeout_to_the_grace() -> None:
+    """A wait with an hour-long timeout ends with TimeoutError soon after the stop request."""
+    stop = asyncio.Event()
+    waiting = asyncio.ensure_future(stop_shortened_wait_for(asyncio.sleep(3600), 3600, stop, 0.05))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    started = asyncio.get_running_loop().time()
+    stop.set()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(waiting, 30)  # the outer bound only guards the test
+    assert asyncio.get_running_loop().time() - started < 30
+
+
+async def test_stop_shortened_wait_for_returns_and_times_out_like_wait_for() -> None:
+    """A result comes back; the plain timeout applies without a stop (or with no stop event)."""
+    stop = asyncio.Event()
+    assert await stop_shortened_wait_for(asyncio.sleep(0, "x"), 5, stop, 1) == "x"
+    with pytest.raises(TimeoutError):
+        await stop_shortened_wait_for(asyncio.sleep(3600), 0.01, stop, 60)
+    with pytest.raises(TimeoutError):
+        await stop_shortened_wait_for(asyncio.sleep(3600), 0.01, None, 60)

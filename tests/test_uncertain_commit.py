@@ -10,7 +10,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streamer.encode import TopicNames
-from streamer.kafka import CommitUncertain, Publisher, ensure_topics
+from streamer.kafka import CommitUncertain, Publisher
+from streamer.topics import ensure_topics
 from tests.harness import read_topics
 from tests.shell_fakes import TOPICS, ScriptedIps, rig
 from tests.test_diff import job, snap
