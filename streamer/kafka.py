@@ -21,7 +21,7 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     CorruptRecordException,
+    IllegalOperation,
     InvalidTimestampError,
     KafkaError,
     MessageSizeTooLargeError,
@@ -99,6 +100,7 @@ _PER_RECORD_ERRORS = (
     RecordTooLargeError,
     RecordListTooLargeError,
     CorruptRecordException,
+    IllegalOperation,
     InvalidTimestampError,
 )
 
@@ -184,6 +186,11 @@ async def restore_state(
     return states
 
 
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # marks it retrieved: no "exception was never retrieved" noise
+
+
 @functools.lru_cache(maxsize=1 << 18)
 def _murmur2_index(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
@@ -231,6 +238,7 @@ class Publisher:
         on_failure: Callable[[str], None] | None = None,
         checkpoint_topic: str | None = None,
         checkpoint_partition: int | None = None,
+        after_failure: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._kwargs = dict(client_kwargs)
         self._txn_id = transactional_id
@@ -248,6 +256,9 @@ class Publisher:
         self._checkpoint_topic = checkpoint_topic
         # A shard's publisher writes its checkpoint records to the shard's own partition.
         self._checkpoint_partition = checkpoint_partition
+        # Asked after every failed transaction (are the topics still there?); what it raises
+        # ends the commit loop, and with it the shard (e.g. a topic deleted, creation off).
+        self._after_failure = after_failure
         # Failed transactions so far, and the checkpoint read after the latest of them.
         self._epoch = 0
         self._resynced: tuple[int, CompanyStates] = (0, {})
@@ -394,11 +405,7 @@ class Publisher:
                     self._commit(group), self._commit_timeout_s, self._stop, STOPPING_COMMIT_S
                 )
             except ProducerFenced as exc:
-                self._fenced = FencedError(
-                    f"another instance with transactional id {self._txn_id!r} took over: {exc}"
-                )
-                log.error("kafka_fenced", transactional_id=self._txn_id)
-                raise self._fenced from exc  # the done-callback fails every waiting batch
+                raise self._fence(exc) from exc  # the done-callback fails every waiting batch
             except _GroupRejected as exc:
                 self._isolate(group, exc.by_batch)
                 try:
@@ -408,17 +415,44 @@ class Publisher:
                 except PublishError:
                     return  # stopped meanwhile
                 self._recovered()
-            except (TimeoutError, KafkaError, OSError) as exc:
+            except (TimeoutError, KafkaError, OSError, IllegalOperation) as exc:
+                fenced = self._fencing()
+                if fenced is not None:
+                    # A fenced producer's next send fails with IllegalOperation ("not in
+                    # transaction"): the cause is the fencing, and it means stepping down.
+                    raise self._fence(fenced) from exc
                 # Whether EndTxn reached the coordinator is unknown: never call it failed.
                 self._epoch += 1
                 self._fail(
                     group, CommitUncertain(f"transaction failed: {exc!r}", epoch=self._epoch)
                 )
                 self._mark_failed(f"transaction failed: {exc!r}")
+                if self._after_failure is not None:
+                    await self._after_failure()
                 try:
                     await self._recover()
                 except PublishError:
                     return  # stopped while Kafka was away
+
+    def _fence(self, exc: BaseException) -> FencedError:
+        self._fenced = FencedError(
+            f"another instance with transactional id {self._txn_id!r} took over: {exc}"
+        )
+        log.error("kafka_fenced", transactional_id=self._txn_id)
+        return self._fenced
+
+    def _fencing(self) -> ProducerFenced | None:
+        """The fencing error the producer's transaction manager ended in, if that is what
+        happened (aiokafka keeps it there; later calls only say "not in transaction")."""
+        manager = getattr(self._producer, "_txn_manager", None)
+        if manager is None or not manager.is_fatal_error():
+            return None
+        waiter = manager._transaction_waiter
+        if waiter.done() and not waiter.cancelled():
+            error = waiter.exception()
+            if isinstance(error, ProducerFenced):
+                return error
+        return None
 
     def _isolate(self, group: list[_Batch], by_batch: dict[int, list[Rejection]]) -> None:
         """Find who owns refused records without failing anyone else.
@@ -488,6 +522,9 @@ class Publisher:
             await asyncio.wait_for(producer.abort_transaction(), 5)
             raise
         except BaseException:
+            # Sends still in flight fail with the transaction; nobody awaits them any more.
+            for fut in futures:
+                fut.add_done_callback(_retrieve)
             with contextlib.suppress(Exception):
                 await stop_shortened_wait_for(
                     producer.abort_transaction(), 5, self._stop, STOPPING_ABORT_S

@@ -38,7 +38,7 @@ from streamer.retry import Backoff, Stopped, sleep_or_stop, until_stopped
 from streamer.shards import ShardCoordinator, ShardOwner, ShardPlan, companies_by_shard
 from streamer.status import CommitWatch, CompanyStatus, ServiceStatus
 from streamer.supervisor import Ending, Failure, Supervisor
-from streamer.topics import announce, check_topics, ensure_topics
+from streamer.topics import TopicGuard, announce, check_topics, ensure_topics
 from streamer.web import build_web_app
 
 log = structlog.get_logger("streamer.service")
@@ -51,7 +51,7 @@ EXIT_DRAIN_TIMEOUT = 4
 EXIT_FORCED = 130
 
 #: After a second signal, how long the producer and HTTP cleanup may take before a hard exit.
-FORCED_CLEANUP_S = 5.0
+FORCED_CLEANUP_S = 3.0
 #: Retry policy of the start-up steps (WSDL, topics) while IPS or Kafka are not there yet.
 START_BACKOFF = Backoff(initial_s=1.0, max_s=30.0, jitter=0.2)
 
@@ -204,8 +204,11 @@ class Service:
                 on_step_down=self._shard_stepped_down,
                 on_rebalance=self.metrics.rebalances.inc,
             )
+            # On a forced exit (second signal) the shards are let go without a drain.
+            stack.push_async_callback(coordinator.stop, 0.0)
             if await self._with_retry(coordinator.start, "join_group") is None:
                 return EXIT_OK
+            self.status.kafka_ok = True  # the group coordinator answered
             supervisor.service("shard-group", coordinator.run(self.stop_event))
             supervisor.worker("lifetime", self._lifetime(coordinator))
             log.info(
@@ -220,6 +223,7 @@ class Service:
             # Company loops finish their cycle and commit, then each shard's producer closes.
             drained = await coordinator.stop()
             if ending is Ending.FINISHED and not drained:
+                log.error("drain_timeout", timeout_s=cfg.shutdown.drain_timeout_s)
                 ending = Ending.DRAIN_TIMEOUT
             await supervisor.close()
             return self._exit_code(ending, supervisor.failure)
@@ -254,6 +258,14 @@ class Service:
         """How to run each shard that has companies."""
         cfg = self.settings
         by_shard = companies_by_shard([c.handle for c in cfg.companies], cfg.kafka.shards)
+        guard = TopicGuard(
+            kafka_kwargs,
+            self.topics,
+            partitions=cfg.kafka.partitions,
+            replication_factor=cfg.kafka.replication_factor,
+            create_topics=cfg.kafka.create_topics,
+            shards=cfg.kafka.shards,
+        )
         log_sem = asyncio.Semaphore(cfg.poll.job_log_concurrency)
         poll_sem = asyncio.Semaphore(cfg.poll.max_concurrent_polls)
 
@@ -271,12 +283,14 @@ class Service:
                     on_failure=self._on_kafka_failure,
                     checkpoint_topic=self.topics.checkpoint,
                     checkpoint_partition=shard,
+                    after_failure=guard.after_failure,
                 )
 
             async def restore() -> CompanyStates:
                 states = await restore_state(
                     kafka_kwargs, self.topics.checkpoint, partitions=[shard]
                 )
+                self.status.restored_jobs += sum(len(s) for s in states.values())
                 log.info(
                     "state_restored",
                     shard=shard,

@@ -78,6 +78,8 @@ class ShardOwner:
     plan: ShardPlan
     on_fenced: Callable[[int], None]
     on_taken: Callable[[int, float], None] = lambda shard, seconds: None
+    #: The shard's commit loop died of something else than fencing (e.g. topics gone).
+    on_fatal: Callable[[BaseException], None] = lambda error: None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     publisher: Publisher | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -92,6 +94,8 @@ class ShardOwner:
         """Take the shard over: producer (fencing), checkpoint, then the company loops."""
         publisher = self.publisher = self.plan.publisher(self.stop)
         await publisher.start(self.stop)
+        assert publisher.task is not None
+        publisher.task.add_done_callback(self._publisher_ended)
         states = await self.plan.restore()
         if self.stop.is_set():
             return
@@ -108,6 +112,11 @@ class ShardOwner:
             seconds=round(seconds, 3),
         )
         self.on_taken(self.shard, seconds)
+
+    def _publisher_ended(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if error is not None and not isinstance(error, FencedError) and not self.stop.is_set():
+            self.on_fatal(error)
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -180,6 +189,8 @@ class ShardCoordinator:
         self._consumer: AIOKafkaConsumer | None = None
         self.rebalances = 0
         self.assignment: set[int] = set()
+        # The first error that must end the process (a shard's commit loop died of it).
+        self._fatal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def start(self) -> bool:
         """Join the group (the first assignment arrives through the listener)."""
@@ -197,6 +208,8 @@ class ShardCoordinator:
         """Keep the membership alive (the shards topic carries no records) until stopped."""
         assert self._consumer is not None
         while not stop.is_set():
+            if self._fatal.done():
+                self._fatal.result()  # raises: the supervisor ends the run with it
             await self._consumer.getmany(timeout_ms=500)
             await asyncio.sleep(0)
 
@@ -210,7 +223,9 @@ class ShardCoordinator:
             plan = self._plans.get(shard)
             if plan is None or shard in self.owners:
                 continue
-            owner = ShardOwner(plan, on_fenced=self._fenced, on_taken=self._on_taken)
+            owner = ShardOwner(
+                plan, on_fenced=self._fenced, on_taken=self._on_taken, on_fatal=self._fatal_error
+            )
             self.owners[shard] = owner
             task = asyncio.create_task(self._take(owner), name=f"take:{shard}")
             self._starting[shard] = task
@@ -230,13 +245,17 @@ class ShardCoordinator:
         self.assignment -= shards
         await self._release([s for s in shards if s in self.owners])
 
+    def _fatal_error(self, error: BaseException) -> None:
+        if not self._fatal.done():
+            self._fatal.set_exception(error)
+
     def _fenced(self, shard: int) -> None:
         log.error("shard_fenced", shard=shard, action="step down")
         self._on_step_down(shard)
         task = asyncio.ensure_future(self._release([shard]))
         task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
 
-    async def _release(self, shards: Sequence[int]) -> bool:
+    async def _release(self, shards: Sequence[int], timeout_s: float | None = None) -> bool:
         owners = [self.owners.pop(s) for s in shards if s in self.owners]
         for owner in owners:
             starting = self._starting.pop(owner.shard, None)
@@ -244,7 +263,8 @@ class ShardCoordinator:
                 owner.stop.set()
                 starting.cancel()
                 await asyncio.gather(starting, return_exceptions=True)
-        results = await asyncio.gather(*(o.release(self._handover_s) for o in owners))
+        timeout = self._handover_s if timeout_s is None else timeout_s
+        results = await asyncio.gather(*(o.release(timeout) for o in owners))
         for owner, drained in zip(owners, results, strict=True):
             log.info("shard_released", shard=owner.shard, drained=drained)
         self._on_change(self.owners)
@@ -258,9 +278,10 @@ class ShardCoordinator:
             and all(o.finished() for o in self.owners.values())
         )
 
-    async def stop(self) -> bool:
-        """Hand every shard over (drain), then leave the group. False if a drain timed out."""
-        drained = await self._release(list(self.owners))
+    async def stop(self, timeout_s: float | None = None) -> bool:
+        """Hand every shard over (drain within ``timeout_s``, default the handover timeout),
+        then leave the group. False if a drain timed out. Safe to call again."""
+        drained = await self._release(list(self.owners), timeout_s)
         if self._consumer is not None:
             # aiokafka does not call on_partitions_revoked on stop(): the shards were released
             # above. A static member does not leave: a restart within the session timeout gets

@@ -124,6 +124,7 @@ class ServiceStatus:
                 "lastError": self.last_commit_error or kafka_problem,
             },
             "restoredJobs": self.restored_jobs,
+            "shards": {"owned": list(self.shards)},
             "companies": [
                 {
                     "handle": c.handle,
