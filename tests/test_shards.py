@@ -42,3 +42,19 @@ def test_companies_spread_over_shards_and_keep_their_order() -> None:
 def test_one_shard_holds_everything() -> None:
     """With a single shard every company is in shard 0."""
     assert companies_by_shard(["c|1", "c|2"], 1) == {0: ["c|1", "c|2"]}
+
+
+def test_kubernetes_manifest_uses_the_pod_name_as_static_member_id() -> None:
+    """deploy/kubernetes.yaml parses; the static member id comes from the pod name."""
+    from pathlib import Path
+
+    import yaml
+
+    doc = yaml.safe_load((Path(__file__).parents[1] / "deploy" / "kubernetes.yaml").read_text())
+    assert doc["kind"] == "StatefulSet"
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["STREAMER_KAFKA__GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"] == {
+        "fieldPath": "metadata.name"
+    }
+    assert container["args"][0] == "run"
