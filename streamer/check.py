@@ -59,7 +59,7 @@ async def _check_kafka(settings: Settings, echo: Callable[[str], None]) -> bool:
     where = f"kafka {settings.kafka.bootstrap_servers}"
     try:
         await probe(kw)  # names a refused login, which aiokafka reports as "unable to bootstrap"
-        checked = await check_topics(kw, topics, settings.kafka.partitions)
+        checked = await check_topics(kw, topics, settings.kafka.partitions, settings.kafka.shards)
     except KafkaAuthenticationFailed as exc:
         echo(f"{where}: FAILED: {exc}")
         return False

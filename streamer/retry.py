@@ -126,10 +126,12 @@ async def stop_shortened_wait_for(
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout_s) as deadline:
 
+        active = True  # the callback may run after the block has left (then: nothing to do)
+
         def shorten(_: object) -> None:
             when = loop.time() + after_stop_s
             current = deadline.when()
-            if not deadline.expired() and (current is None or when < current):
+            if active and not deadline.expired() and (current is None or when < current):
                 deadline.reschedule(when)
 
         watcher = asyncio.ensure_future(stop.wait())
@@ -137,4 +139,5 @@ async def stop_shortened_wait_for(
         try:
             return await awaitable
         finally:
+            active = False
             watcher.cancel()

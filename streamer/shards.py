@@ -39,6 +39,9 @@ __all__ = [
 
 log = structlog.get_logger("streamer.shards")
 
+#: How long closing the group consumer may take on the way out.
+LEAVE_TIMEOUT_S = 3.0
+
 
 def shard_of(company_handle: str, shards: int) -> int:
     """The shard of a company: Kafka's murmur2 partitioner on its UTF-8 handle."""
@@ -286,6 +289,10 @@ class ShardCoordinator:
             # aiokafka does not call on_partitions_revoked on stop(): the shards were released
             # above. A static member does not leave: a restart within the session timeout gets
             # its shards back without a rebalance.
-            await self._consumer.stop()
-            self._consumer = None
+            consumer, self._consumer = self._consumer, None
+            # In a task of its own, bounded: with the broker gone, aiokafka's fetcher close lets
+            # its own cancellation escape and can wait a request timeout.
+            closing = asyncio.ensure_future(consumer.stop())
+            await asyncio.wait({closing}, timeout=LEAVE_TIMEOUT_S)
+            closing.add_done_callback(lambda t: None if t.cancelled() else t.exception())
         return drained

@@ -212,7 +212,7 @@ def _compaction(topic: TopicState) -> list[TopicFinding]:
                 Severity.ERROR,
                 topic.name,
                 "cleanup.policy",
-                f"topic {topic.name}: cleanup.policy={policy}, but a checkpoint topic "
+                f"topic {topic.name}: cleanup.policy={policy}, but the checkpoint topic "
                 "needs cleanup.policy=compact (else job records are deleted and a restart "
                 "forgets those jobs)",
             )

@@ -36,12 +36,17 @@ TOPICS = TopicNames.with_prefix("ips")
 def states(
     latest_config: Mapping[str, str], partitions: Mapping[str, int] | None = None
 ) -> dict[str, TopicState]:
-    """Every contract topic with 3 partitions (or ``partitions``), the checkpoint with a config."""
+    """Every contract topic with 3 partitions (or ``partitions``), the checkpoint with a config;
+    the private per-shard topics as the streamer creates them (one shard, compacted)."""
     counts = partitions or {}
+
+    def config(name: str) -> Mapping[str, str]:
+        if name == TOPICS.latest:
+            return latest_config
+        return {"cleanup.policy": "compact"} if name == TOPICS.checkpoint else {}
+
     return {
-        s.name: TopicState(
-            s.name, counts.get(s.name, 3), latest_config if s.name == TOPICS.latest else {}
-        )
+        s.name: TopicState(s.name, counts.get(s.name, s.partitions or 3), config(s.name))
         for s in topic_specs(TOPICS)
     }
 
@@ -95,6 +100,27 @@ def test_job_topic_partition_count_differing_from_config_warns_with_both_numbers
     )
 
 
+def test_private_topics_must_match_the_shard_count_and_compact() -> None:
+    """Per-shard topics with another partition count than kafka.shards refuse to start, and so
+    does a private checkpoint topic without compaction."""
+    found = evaluate(
+        {
+            **states({"cleanup.policy": "compact"}),
+            TOPICS.checkpoint: TopicState(TOPICS.checkpoint, 4, {"cleanup.policy": "delete"}),
+            TOPICS.shards: TopicState(TOPICS.shards, 4, {}),
+        },
+        TOPICS,
+        3,
+        shards=8,
+    )
+    assert [(f.severity, f.topic, f.setting) for f in found] == [
+        (Severity.ERROR, TOPICS.checkpoint, "cleanup.policy"),
+        (Severity.ERROR, TOPICS.checkpoint, "partitions"),
+        (Severity.ERROR, TOPICS.shards, "partitions"),
+    ]
+    assert "kafka.shards is 8" in found[-1].message
+
+
 def test_missing_topics_are_not_judged() -> None:
     """Only existing topics are evaluated; missing ones are reported by check_topics."""
     assert evaluate({}, TOPICS, 3) == ()
@@ -141,7 +167,13 @@ async def test_check_topics_reports_what_the_broker_has(
         (Severity.ERROR, topics.latest, "cleanup.policy"),
         (Severity.WARNING, topics.state, "partitions"),
     ]
-    assert checked.missing == (topics.progress, topics.heartbeat, topics.notifications)
+    assert checked.missing == (
+        topics.progress,
+        topics.heartbeat,
+        topics.notifications,
+        topics.checkpoint,
+        topics.shards,
+    )
 
 
 @pytest.mark.kafka
@@ -151,7 +183,7 @@ async def test_topics_the_streamer_creates_pass_its_own_check(
     """ensure_topics then check_topics: nothing missing, no finding."""
     kw = {"bootstrap_servers": kafka_bootstrap}
     topics = TopicNames.with_prefix(topic_prefix)
-    assert len(await ensure_topics(kw, topics, 2, 1)) == 5
+    assert len(await ensure_topics(kw, topics, 2, 1)) == 7
     assert await ensure_topics(kw, topics, 2, 1) == []
     checked = await check_topics(kw, topics, 2)
     assert (checked.findings, checked.missing) == ((), ())
