@@ -3,7 +3,9 @@
 =========================  ==============================================================
 ``GET /_sim/state``        clock, counters, active rules; ``?company=`` adds its jobs/logs
 ``GET /_sim/faults``       ``{"rules": [...]}``
-``POST /_sim/faults``      add a :class:`~streamer.simulator.faults.FaultRule` (JSON object)
+``POST /_sim/faults``      add a :class:`~streamer.simulator.faults.FaultRule` (JSON object);
+                           ``{"mode": "raw", "status": 401, "body": "..."}`` scripts a reply,
+                           ``"body_file"`` must name a readable file
 ``DELETE /_sim/faults``    remove all rules (``?company=`` only that company's)
 ``DELETE /_sim/faults/N``  remove rule ``N``
 ``POST /_sim/clock/pause`` freeze simulated time; ``/resume``; ``/advance {"seconds": s}``
@@ -15,6 +17,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -99,6 +103,9 @@ async def post_fault(request: web.Request) -> web.Response:
         rule = FaultRule.from_json(await _json_body(request))
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from exc
+    if rule.body_file is not None and not await asyncio.to_thread(Path(rule.body_file).is_file):
+        # Read at each request: refuse now rather than answer every request with an error.
+        raise web.HTTPBadRequest(text=f"body_file: no such file {rule.body_file}")
     sim.sync()  # jobs that vanished before now keep the log delay they had
     rule_id = sim.plan.add(rule)
     sim.world.set_log_delays(sim.plan.log_delays())

@@ -6,6 +6,11 @@ latency, and the first matching rule whose random draw fires picks the failure m
 ``count`` retire after firing that many times. ``vanish_before_log`` is not a per-request failure:
 it changes when job logs appear, so the server reads it through :meth:`FaultPlan.log_delays`.
 
+Two modes script the reply itself, for hostile-reply tests: ``raw`` answers ``status`` with the
+bytes of ``body`` (text, sent as UTF-8) or ``body_file`` (a path on the simulator's machine, read
+at each request, for large or non-UTF-8 bodies); ``drip`` sends the real reply, or that body when
+one is given, in ``chunk_bytes`` pieces spread evenly over ``drip_s`` seconds.
+
 Draws come from the plan's own seeded ``random.Random``, so fault injection never disturbs the
 job lifecycle's random stream.
 """
@@ -16,6 +21,7 @@ import math
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 #: Modes that fail a single request.
@@ -32,11 +38,17 @@ REQUEST_MODES: frozenset[str] = frozenset(
         "wrong_namespace",  # HTTP 200, a well-formed reply in another schema namespace
         "drop_connection",  # close the socket without a reply
         "empty_reply",  # HTTP 200 with an empty body
+        "raw",  # HTTP `status` with the scripted `body` / `body_file` bytes
+        "drip",  # the reply (or the scripted body) in small chunks over `drip_s` seconds
     }
 )
 #: Modes that change the job lifecycle instead of a request.
 LIFECYCLE_MODES: frozenset[str] = frozenset({"vanish_before_log"})
 MODES: frozenset[str] = REQUEST_MODES | LIFECYCLE_MODES
+#: Modes that may carry a scripted body.
+SCRIPTED: frozenset[str] = frozenset({"raw", "drip"})
+#: Longest ``body`` text :meth:`FaultRule.to_json` shows (it goes into logs and the ground truth).
+SHOWN_BODY_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,18 @@ class FaultRule:
     code: int | None = None
     #: ``vanish_before_log`` mode: simulated seconds until the log appears (``None`` = never).
     log_delay_s: float | None = None
+    #: ``raw`` mode: the HTTP status of the scripted reply.
+    status: int = 200
+    #: ``raw`` / ``drip`` modes: the reply body as text (sent UTF-8 encoded) ...
+    body: str | None = None
+    #: ... or as the bytes of this file (read at each request); at most one of the two.
+    body_file: str | None = None
+    #: ``raw`` / ``drip`` modes: the Content-Type of a scripted body.
+    content_type: str = "text/xml; charset=utf-8"
+    #: ``drip`` mode: real seconds over which the reply is sent ...
+    drip_s: float = 5.0
+    #: ... in pieces of this many bytes.
+    chunk_bytes: int = 256
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in MODES:
@@ -71,6 +95,23 @@ class FaultRule:
             raise ValueError("count: must be at least 1")
         if self.log_delay_s is not None and self.log_delay_s < 0:
             raise ValueError("log_delay_s: must not be negative")
+        self._check_scripted_reply()
+
+    def _check_scripted_reply(self) -> None:
+        if not 100 <= self.status <= 599:
+            raise ValueError("status: must be an HTTP status (100..599)")
+        for name in ("body", "body_file", "content_type"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name}: must be a string")
+        if self.body is not None and self.body_file is not None:
+            raise ValueError("body / body_file: give at most one")
+        if (self.body is not None or self.body_file is not None) and self.mode not in SCRIPTED:
+            raise ValueError(f"body / body_file: only for the modes {sorted(SCRIPTED)}")
+        if self.drip_s < 0:
+            raise ValueError("drip_s: must not be negative")
+        if self.chunk_bytes < 1:
+            raise ValueError("chunk_bytes: must be at least 1")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultRule:
@@ -91,8 +132,22 @@ class FaultRule:
         return rule
 
     def to_json(self) -> dict[str, Any]:
-        """The rule as a JSON-able dict."""
-        return asdict(self)
+        """The rule as a JSON-able dict; a ``body`` longer than :data:`SHOWN_BODY_CHARS` is
+        shown as its start and its length (the dict is for logs and the control API's view)."""
+        data = asdict(self)
+        body = self.body
+        if body is not None and len(body) > SHOWN_BODY_CHARS:
+            data["body"] = f"{body[:SHOWN_BODY_CHARS]}... ({len(body):,} chars)"
+        return data
+
+    def body_bytes(self) -> bytes | None:
+        """The scripted body (``body`` encoded, or ``body_file`` read), None when there is none.
+
+        Raises OSError when ``body_file`` cannot be read.
+        """
+        if self.body_file is not None:
+            return Path(self.body_file).read_bytes()
+        return None if self.body is None else self.body.encode()
 
     def matches(self, company: str | None, operation: str | None) -> bool:
         """True when the rule applies to a request of ``company`` for ``operation``."""

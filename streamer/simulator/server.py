@@ -23,6 +23,7 @@ from aiohttp import web
 from streamer.simulator import render, soap
 from streamer.simulator.config import SimulatorConfig
 from streamer.simulator.control import add_control_routes
+from streamer.simulator.faults import SCRIPTED, FaultRule
 from streamer.simulator.groundtruth import GroundTruthWriter
 from streamer.simulator.soap import SoapFault, SoapRequest
 from streamer.simulator.state import DEFAULT_WSDL, SIMULATOR, WSDL_NAME, Simulator
@@ -185,8 +186,15 @@ async def _answer(
     assert rule is not None
     sim.requests[f"fault:{mode}"] += 1
     log.info("sim_fault_injected", company=company, operation=req.operation, mode=mode)
+    if mode == "drip" and rule.body is None and rule.body_file is None:
+        body, jobs = _reply(sim, req, company)
+        if is_poll:  # the true job list, only slow: a client that waits for it sees the truth
+            sim.record("poll", company=company, ok=True, jobs=jobs)
+        return await _drip(sim, request, body, 200, "text/xml; charset=utf-8", rule)
     if is_poll:
         sim.record("poll", company=company, ok=False, fault=mode)
+    if mode in SCRIPTED:
+        return await _scripted(sim, request, rule)
     if mode in _INJECTED_FAULTS:
         return _fault_response(_INJECTED_FAULTS[mode](rule.code), request, req.auth)
     if mode == "http_500":
@@ -214,6 +222,45 @@ async def _answer(
     else:  # wrong_namespace
         body = render.wrong_namespace(body, req.namespace)
     return _xml_response(body, request, req.auth)
+
+
+async def _scripted(sim: Simulator, request: web.Request, rule: FaultRule) -> web.StreamResponse:
+    """The ``raw`` or ``drip`` reply of a rule carrying a scripted body."""
+    try:
+        # A body file can be megabytes: read it off the event loop serving the other companies.
+        body = await asyncio.to_thread(rule.body_bytes) or b""
+    except OSError as exc:
+        return web.Response(status=500, text=f"simulator: cannot read body_file: {exc}")
+    if rule.mode == "drip":
+        return await _drip(sim, request, body, rule.status, rule.content_type, rule)
+    return web.Response(status=rule.status, body=body, headers={"Content-Type": rule.content_type})
+
+
+async def _drip(
+    sim: Simulator,
+    request: web.Request,
+    body: bytes,
+    status: int,
+    content_type: str,
+    rule: FaultRule,
+) -> web.StreamResponse:
+    """Send ``body`` in ``rule.chunk_bytes`` pieces spread evenly over ``rule.drip_s`` seconds."""
+    response = web.StreamResponse(status=status, headers={"Content-Type": content_type})
+    response.content_length = len(body)
+    step = rule.chunk_bytes
+    chunks = [body[i : i + step] for i in range(0, len(body), step)]
+    pause = rule.drip_s / max(1, len(chunks))
+    try:
+        await response.prepare(request)
+        for chunk in chunks:
+            if not await sim.sleep(pause):
+                _drop(request)  # shutting down
+                return response
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client gave up waiting (its timeout): nothing left to send to
+    return response
 
 
 def _drop(request: web.Request) -> web.StreamResponse:
