@@ -141,14 +141,16 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
 
-def _properties(port: int, controller_port: int, data: Path) -> str:
+def _properties(
+    port: int, controller_port: int, data: Path, advertised_port: int | None = None
+) -> str:
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
             f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{advertised_port or port}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "inter.broker.listener.name=PLAINTEXT",
@@ -203,9 +205,19 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: fl
 
 
 def start(
-    state_dir: Path = DEFAULT_STATE, port: int = 0, timeout_s: float = 90.0, heap: str = "768m"
+    state_dir: Path = DEFAULT_STATE,
+    port: int = 0,
+    timeout_s: float = 90.0,
+    heap: str = "768m",
+    *,
+    advertised_port: int | None = None,
 ) -> Broker:
-    """Format fresh storage in ``state_dir`` and start a broker; return once it serves requests."""
+    """Format fresh storage in ``state_dir`` and start a broker; return once it serves requests.
+
+    ``advertised_port``: the port the broker tells clients to connect to, when that is not its
+    own (a proxy in front of it, which must forward to ``port``); clients, the broker's own
+    transaction markers included, then connect there.
+    """
     libs = fetch()
     port = port or free_port()
     controller_port = free_port()
@@ -215,7 +227,7 @@ def start(
     data.mkdir(parents=True)
     logs.mkdir(parents=True)
     props = state_dir / "server.properties"
-    props.write_text(_properties(port, controller_port, data))
+    props.write_text(_properties(port, controller_port, data, advertised_port))
     (state_dir / "log4j.properties").write_text(LOG4J)
     jvm = _jvm(state_dir, libs, heap)
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -242,9 +254,10 @@ def restart(state_dir: Path, timeout_s: float = 90.0, heap: str = "768m") -> Bro
     props = state_dir / "server.properties"
     port = int(
         next(
-            line.rsplit(":", 1)[1]
+            # listeners=PLAINTEXT://127.0.0.1:<port>,CONTROLLER://...: the broker's own port
+            line.split(",", 1)[0].rsplit(":", 1)[1]
             for line in props.read_text().splitlines()
-            if line.startswith("advertised.listeners=")
+            if line.startswith("listeners=")
         )
     )
     return _launch(state_dir, _jvm(state_dir, fetch(), heap), props, port, timeout_s)
