@@ -125,7 +125,6 @@ async def stop_shortened_wait_for(
         return await asyncio.wait_for(awaitable, timeout_s)
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout_s) as deadline:
-
         active = True  # the callback may run after the block has left (then: nothing to do)
 
         def shorten(_: object) -> None:

@@ -103,6 +103,7 @@ class Service:
         self.http_port: int | None = None
         self._signals = 0
         self._forced = False
+        self._order = {c.handle: i for i, c in enumerate(settings.companies)}
         self._main: asyncio.Task[int] | None = None
 
     def request_stop(self) -> None:
@@ -398,7 +399,11 @@ class Service:
         company = next(c for c in cfg.companies if c.handle == handle)
         interval = cfg.interval_for(company)
         status = CompanyStatus(handle, interval)
-        self.status.companies[handle] = status
+        companies = self.status.companies
+        companies[handle] = status
+        # Shards are taken over in any order: /status keeps the configured order.
+        order = self._order
+        self.status.companies = dict(sorted(companies.items(), key=lambda kv: order[kv[0]]))
         return CompanyPoller(
             handle=handle,
             client=client,
