@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench chaos kafka-start kafka-stop clean
+.PHONY: demo test lint typecheck check bench chaos group-chaos kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py --kills 20
+
+group-chaos: $(STAMP)
+	$(BIN)/python bench/group_chaos.py --kills 20
 
 kafka-start: $(STAMP)
 	$(BIN)/streamer kafka start

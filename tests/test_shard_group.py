@@ -222,3 +222,12 @@ def test_status_and_metrics_show_the_shards(group: tuple[Stack, list[Streamer]])
     assert samples["streamer_shards_owned"] == len(doc["shards"]["owned"])
     assert samples["streamer_shard_takeover_seconds_count"] == len(doc["shards"]["owned"])
     assert samples["streamer_rebalances_total"] >= 1
+
+
+def test_group_chaos_kills_lose_and_duplicate_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """3 instances, 4 random kill -9 and restarts: 0 missing, 0 duplicated, 0 extra."""
+    from tests.group_chaos import run_group_chaos
+
+    result = run_group_chaos(kafka_bootstrap, tmp_path, kills=4, seed=7, max_jobs=18)
+    assert result.report.ok, result.report
+    assert result.exit_codes == [0, 0, 0]
