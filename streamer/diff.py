@@ -245,6 +245,7 @@ def complete(
         ended_at=ended_at,
         log_attempts=attempts,
         may_have_skipped=tracked.vanished_after_gap,
+        started_at=None if log is None else log.start_date,
     )
     return event, None
 

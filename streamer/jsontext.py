@@ -342,10 +342,13 @@ def _completed(e: JobCompleted) -> str:
         f',"outcome":{_str(e.outcome.value)}'
         f',"counts":{_counts(e.counts)}'
         f',"logType":{_opt_str_json(e.log_type)}'
+        f',"startedAt":{_opt_time(e.started_at)}'
         f',"endedAt":{_opt_time(e.ended_at)}'
         f',"logAttempts":{e.log_attempts}'
-        f',"lastStatus":{_status(e.last_status)}'
+        f',"lastStatus":{"null" if e.last_status is None else _status(e.last_status)}'
         f',"mayHaveSkipped":{_bool(e.may_have_skipped)}'
+        f',"reconciled":{_bool(e.reconciled)}'
+        f',"observed":{_bool(e.observed)}'
     )
 
 

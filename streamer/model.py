@@ -239,10 +239,16 @@ class JobProgress(EventBase):
 
 @dataclass(frozen=True, slots=True)
 class JobCompleted(EventBase):
-    """``job.completed``: the job left ``getActiveJobs``; outcome from its job log."""
+    """``job.completed``: the job finished; outcome from its job log.
+
+    Found one of two ways: the job left ``getActiveJobs`` (``reconciled`` false), or the job
+    log listing (``getJobLogs``) showed a finished job the streamer had not reported
+    (``reconciled`` true; see :mod:`streamer.reconcile`).
+    """
 
     outcome: Outcome
-    last_status: JobStatus
+    #: The job's status in its last committed observation; None when it was never observed.
+    last_status: JobStatus | None
     counts: OutcomeCounts | None = None
     log_type: str | None = None
     ended_at: datetime | None = None
@@ -251,6 +257,13 @@ class JobCompleted(EventBase):
     #: True when the job's disappearance was noticed after a gap (restart, outage, failed
     #: polls): states it went through after its last committed observation may have been missed.
     may_have_skipped: bool = False
+    #: The job log's own start time (IPS time), when a log was found.
+    started_at: datetime | None = None
+    #: True when the completion was found in the job log listing, not by a vanished job.
+    reconciled: bool = False
+    #: False when no ``job.observed`` was ever published for the job (it started and ended
+    #: between two committed polls, or while the streamer was down).
+    observed: bool = True
 
 
 @dataclass(frozen=True, slots=True)

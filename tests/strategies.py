@@ -234,14 +234,20 @@ def job_events(draw: st.DrawFn) -> JobEvent:
         eta = None if rate is None else draw(st.none() | aware_datetimes)
         return JobProgress(**common, status=status, rate=rate, eta=eta)
     if kind == "completed":
+        # A reconciled completion of a job no poll saw carries no last status.
+        unseen = draw(st.booleans())
         return JobCompleted(
             **common,
             outcome=draw(st.sampled_from(Outcome)),
-            last_status=status,
+            last_status=None if unseen else status,
             counts=draw(st.none() | outcome_counts),
             log_type=draw(st.none() | texts),
             ended_at=draw(st.none() | aware_datetimes),
             log_attempts=draw(st.integers(min_value=1, max_value=10)),
+            may_have_skipped=draw(st.booleans()),
+            started_at=draw(st.none() | aware_datetimes),
+            reconciled=unseen,
+            observed=not unseen,
         )
     event_class = JobStalled if kind == "stall" else JobRecovered
     return event_class(**common, status=status, stalled_for_s=draw(_durations))

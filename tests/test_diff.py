@@ -421,7 +421,7 @@ def log(**changes: object) -> JobLog:
     ],
 )
 def test_completion_with_each_outcome(the_log: JobLog, expected: Outcome) -> None:
-    """A final job log completes the job: outcome, counts, log type, end time, attempts."""
+    """A final job log completes the job: outcome, counts, log type, start/end times, attempts."""
     event, tracked = complete(vanished(), the_log, at(6), DEFAULT)
     assert tracked is None
     assert event == JobCompleted(
@@ -435,6 +435,7 @@ def test_completion_with_each_outcome(the_log: JobLog, expected: Outcome) -> Non
         log_type="EndUpload",
         ended_at=at(3),
         log_attempts=1,
+        started_at=T0,
     )
 
 

@@ -175,10 +175,13 @@ def reference_event(e: JobEvent) -> bytes:
         out["outcome"] = e.outcome.value
         out["counts"] = None if e.counts is None else _counts(e.counts)
         out["logType"] = e.log_type
+        out["startedAt"] = _opt_dt(e.started_at)
         out["endedAt"] = _opt_dt(e.ended_at)
         out["logAttempts"] = e.log_attempts
-        out["lastStatus"] = _status(e.last_status)
+        out["lastStatus"] = None if e.last_status is None else _status(e.last_status)
         out["mayHaveSkipped"] = e.may_have_skipped
+        out["reconciled"] = e.reconciled
+        out["observed"] = e.observed
     else:
         out |= {"status": _status(e.status), "stalledForS": e.stalled_for_s}
     return _JSON.encode(out).encode()
