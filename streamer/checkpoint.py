@@ -1,8 +1,17 @@
-"""The checkpoint codec: a :class:`~streamer.model.TrackedJob` ↔ its ``job.latest`` record.
+"""The checkpoint codec: tracked jobs and company ledgers ↔ their compacted checkpoint records.
 
-Pure: no I/O, no clock. The checkpoint (the compacted ``latest`` topic, keyed by ``jobHandle``)
-holds the whole tracked job plus ``company`` and round-trips exactly through
-:func:`decode_checkpoint`:
+Pure: no I/O, no clock. The checkpoint (the compacted ``latest`` topic) holds two kinds of record:
+
+* per tracked job, keyed by ``jobHandle``, a ``job.latest`` record (below);
+* per company, keyed by :func:`ledger_key` (a NUL byte, ``ledger:`` and the company handle: XML
+  text, hence a ``jobHandle``, can never hold a NUL, so the keys never meet), a
+  ``streamer.ledger`` record: the company's :class:`~streamer.reconcile.CompanyLedger`, written
+  by :func:`encode_ledger` and read back exactly by :func:`decode_ledger`. Its value holds the
+  watermark and floor as ISO-8601 text and each remembered completion as ``[jobHandle,
+  microseconds after the watermark]`` (``null``: not stamped yet), sorted by handle.
+
+A ``job.latest`` record holds the whole tracked job plus ``company`` and round-trips exactly
+through :func:`decode_checkpoint`:
 
 * the value is written by :func:`streamer.jsontext.tracked_json`; ``lastProgressStatus`` is
   ``null`` when it equals the snapshot's status (nearly always);
@@ -19,11 +28,11 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from streamer.encode import Record, TopicNames, cloudevent_headers
-from streamer.jsontext import datetime_text, tracked_json
+from streamer.jsontext import compact_json, datetime_text, tracked_json
 from streamer.model import (
     JobSnapshot,
     JobStatus,
@@ -33,12 +42,25 @@ from streamer.model import (
     TrackedJob,
     XmlTree,
 )
+from streamer.reconcile import CompanyLedger
 
-__all__ = ["CHECKPOINT_SOURCE", "decode_checkpoint", "encode_checkpoint"]
+__all__ = [
+    "CHECKPOINT_SOURCE",
+    "LEDGER_KEY_PREFIX",
+    "decode_checkpoint",
+    "decode_ledger",
+    "encode_checkpoint",
+    "encode_ledger",
+    "is_ledger_key",
+    "ledger_key",
+]
 
 #: ``ce_source`` of checkpoint records when the caller names none.
 CHECKPOINT_SOURCE = "ips-job-streamer"
+#: What every ledger key starts with; no ``jobHandle`` can (XML text holds no NUL).
+LEDGER_KEY_PREFIX = b"\x00ledger:"
 _T = TypeVar("_T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def encode_checkpoint(
@@ -88,6 +110,73 @@ def decode_checkpoint(value: bytes) -> TrackedJob:
         )
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise ValueError(f"malformed checkpoint record: {exc!r}") from exc
+
+
+def ledger_key(company: str) -> bytes:
+    """The checkpoint key of a company's ledger."""
+    return LEDGER_KEY_PREFIX + company.encode()
+
+
+def is_ledger_key(key: bytes) -> bool:
+    """Whether a checkpoint record's key is a company ledger's (else it is a ``jobHandle``)."""
+    return key.startswith(LEDGER_KEY_PREFIX)
+
+
+def encode_ledger(
+    company: str, ledger: CompanyLedger, *, topics: TopicNames, source: str = CHECKPOINT_SOURCE
+) -> Record:
+    """The compacted checkpoint record of a company's ledger (key :func:`ledger_key`)."""
+    watermark = ledger.watermark
+    entries = [
+        [handle, None if at is None else _micros(at - watermark)]
+        for handle, at in sorted(ledger.reported.items())
+    ]
+    value = compact_json(
+        {
+            "company": company,
+            "watermark": datetime_text(watermark),
+            "floor": datetime_text(ledger.floor),
+            "reported": entries,
+        }
+    ).encode()
+    digest = hashlib.blake2b(value, digest_size=8).hexdigest()
+    text = datetime_text(watermark)
+    return Record(
+        topic=topics.latest,
+        key=ledger_key(company),
+        value=value,
+        headers=cloudevent_headers(
+            f"{company}:ledger:{digest}",
+            source,
+            "streamer.ledger",
+            company,
+            text,
+            max(0, _micros(watermark - _EPOCH)),
+            "streamer.ledger",
+        ),
+    )
+
+
+def decode_ledger(value: bytes) -> tuple[str, CompanyLedger]:
+    """Rebuild ``(company, ledger)`` from a ledger record value (exact round trip)."""
+    try:
+        raw = json.loads(value)
+        dts: dict[str, datetime] = {}
+        watermark = _dt_from(raw["watermark"], dts)
+        reported: dict[str, datetime | None] = {}
+        for entry in _as(raw["reported"], list):
+            handle, offset = _as(entry, list)
+            reported[_as(handle, str)] = (
+                None if offset is None else watermark + timedelta(microseconds=_as(offset, int))
+            )
+        ledger = CompanyLedger(watermark, _dt_from(raw["floor"], dts), reported)
+        return _as(raw["company"], str), ledger
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"malformed ledger record: {exc!r}") from exc
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ SCHEMA_IDS: dict[str, str] = {
         "job.latest",
         "streamer.heartbeat",
         "streamer.notification",
+        "streamer.ledger",
     )
 }
 

@@ -1,18 +1,38 @@
-"""The checkpoint codec: TrackedJob → job.latest record → TrackedJob, exactly, at any tree depth."""
+"""The checkpoint codec: TrackedJob → job.latest record → TrackedJob, exactly, at any tree depth;
+CompanyLedger → streamer.ledger record → CompanyLedger, exactly, under a key no job can have."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streamer.checkpoint import decode_checkpoint, encode_checkpoint
+from streamer.checkpoint import (
+    decode_checkpoint,
+    decode_ledger,
+    encode_checkpoint,
+    encode_ledger,
+    is_ledger_key,
+    ledger_key,
+)
+from streamer.encode import SCHEMA_IDS
 from streamer.model import TrackedJob
-from tests.strategies import tracked_jobs
-from tests.test_encode import JOB, SOURCE, STATUS, T0, TOPICS, check_cloudevent, headers
+from streamer.reconcile import CompanyLedger
+from tests.strategies import aware_datetimes, handles, texts, tracked_jobs
+from tests.test_encode import (
+    JOB,
+    SOURCE,
+    STATUS,
+    T0,
+    TOPICS,
+    check_cloudevent,
+    headers,
+    validator,
+)
 from tests.test_encode_json import deep_job, deep_tree, reference_checkpoint, with_deep_stack
 
 
@@ -118,3 +138,72 @@ def test_writer_handles_5000_deep_and_reader_refuses_cleanly() -> None:
     assert with_deep_stack(lambda: reference_checkpoint(tracked)) == record.value
     with pytest.raises(ValueError, match="checkpoint"):
         decode_checkpoint(record.value)
+
+
+# -- company ledgers (issue 11) --------------------------------------------------------------
+
+
+@st.composite
+def ledgers(draw: st.DrawFn) -> CompanyLedger:
+    """Any ledger: floor at or below the watermark, entries anywhere in time or unstamped."""
+    watermark = draw(aware_datetimes)
+    floor = watermark - draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400)))
+    offsets = st.timedeltas(min_value=timedelta(days=-400), max_value=timedelta(days=400))
+    reported = draw(
+        st.dictionaries(texts, st.none() | offsets.map(lambda d: watermark + d), max_size=20)
+    )
+    return CompanyLedger(watermark, floor, reported)
+
+
+@settings(max_examples=200)
+@given(handles, ledgers())
+def test_ledger_round_trip(company: str, ledger: CompanyLedger) -> None:
+    """Any ledger survives encode_ledger → decode_ledger exactly, schema-valid, one record."""
+    record = encode_ledger(company, ledger, topics=TOPICS)
+    assert record.topic == TOPICS.latest
+    assert record.key == ledger_key(company)
+    assert is_ledger_key(record.key)
+    assert record.value is not None
+    validator("streamer.ledger").validate(json.loads(record.value))
+    h = headers(record)
+    assert (h["ce_type"], h["ce_subject"]) == ("streamer.ledger", company)
+    assert h["ce_dataschema"] == SCHEMA_IDS["streamer.ledger"]
+    assert datetime.fromisoformat(h["ce_time"]) == ledger.watermark
+    assert decode_ledger(record.value) == (company, ledger)
+
+
+@given(texts)
+def test_no_job_handle_can_be_a_ledger_key(handle: str) -> None:
+    """A jobHandle (XML text: never a NUL) is never taken for a ledger key."""
+    assert not is_ledger_key(handle.replace("\x00", "").encode())
+
+
+def test_ledger_ids_differ_when_the_ledger_does() -> None:
+    """Two ledgers of one company get distinct ce_ids (a ledger changes without a new time)."""
+    one = CompanyLedger(T0, T0, {"j|1": T0})
+    two = CompanyLedger(T0, T0, {"j|1": T0, "j|2": None})
+    ids = {headers(encode_ledger("c|1", led, topics=TOPICS))["ce_id"] for led in (one, two)}
+    assert len(ids) == 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"[]",
+        b"{}",
+        b"not json",
+        b'{"company": "c", "watermark": "2026-11-28T12:00:00", "floor": "x", "reported": []}',
+        b'{"company": "c", "watermark": "2026-11-28T12:00:00+00:00",'
+        b' "floor": "2026-11-28T12:00:01+00:00", "reported": []}',
+        b'{"company": "c", "watermark": "2026-11-28T12:00:00+00:00",'
+        b' "floor": "2026-11-28T12:00:00+00:00", "reported": [["j", 1.5]]}',
+        b'{"company": "c", "watermark": "2026-11-28T12:00:00+00:00",'
+        b' "floor": "2026-11-28T12:00:00+00:00", "reported": [["j"]]}',
+        b'{"company": 7, "watermark": "2026-11-28T12:00:00+00:00",'
+        b' "floor": "2026-11-28T12:00:00+00:00", "reported": []}',
+    ],
+)
+def test_malformed_ledger_is_a_value_error(value: bytes) -> None:
+    """A ledger that cannot be read (naive time, floor above watermark, bad entry) is refused."""
+    with pytest.raises(ValueError, match="malformed ledger"):
+        decode_ledger(value)
