@@ -22,7 +22,7 @@ import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -39,14 +39,24 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import murmur2
 
-from streamer.checkpoint import decode_checkpoint
+from streamer.checkpoint import decode_checkpoint, decode_ledger, is_ledger_key
 from streamer.encode import Record
 from streamer.model import TrackedJob
+from streamer.reconcile import CompanyLedger
 from streamer.retry import Backoff, Stopped, sleep_or_stop, stop_shortened_wait_for, until_stopped
 
 log = structlog.get_logger("streamer.kafka")
 
 CompanyStates = dict[str, dict[str, TrackedJob]]
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What the checkpoint topic holds: per company, its tracked jobs and its ledger."""
+
+    states: CompanyStates = field(default_factory=dict)
+    ledgers: dict[str, CompanyLedger] = field(default_factory=dict)
+
 
 #: How long to wait between attempts to reach the broker.
 KAFKA_BACKOFF = Backoff(initial_s=1.0, max_s=15.0)
@@ -127,8 +137,9 @@ async def restore_state(
     topic: str,
     timeout_s: float = 60.0,
     partitions: Sequence[int] | None = None,
-) -> CompanyStates:
-    """Read the compacted checkpoint topic to its end (read_committed) into per-company state.
+) -> Restored:
+    """Read the compacted checkpoint topic to its end (read_committed): per-company state and
+    reconciliation ledgers.
 
     ``partitions``: only these (a shard's own partition); all when None. Must run after the
     transactional producer started: ``init_transactions`` aborts a transaction that a crashed
@@ -142,6 +153,7 @@ async def restore_state(
     )
     await consumer.start()
     by_handle: dict[str, TrackedJob] = {}
+    ledgers: dict[bytes, tuple[str, CompanyLedger] | None] = {}
     try:
         parts = consumer.partitions_for_topic(topic)
         if parts is None:
@@ -150,7 +162,7 @@ async def restore_state(
         wanted = sorted(parts) if partitions is None else sorted(set(partitions) & set(parts))
         tps = [TopicPartition(topic, p) for p in wanted]
         if not tps:
-            return {}
+            return Restored()
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
@@ -162,6 +174,9 @@ async def restore_state(
             batch = await consumer.getmany(*remaining, timeout_ms=500)
             for records in batch.values():
                 for rec in records:
+                    if rec.key is not None and is_ledger_key(rec.key):
+                        ledgers[rec.key] = _ledger(rec.key, rec.value)
+                        continue
                     key = rec.key.decode() if rec.key is not None else None
                     if key is None:
                         continue
@@ -183,7 +198,24 @@ async def restore_state(
     states: CompanyStates = {}
     for handle, tracked in by_handle.items():
         states.setdefault(tracked.snapshot.company_handle, {})[handle] = tracked
-    return states
+    return Restored(states, dict(v for v in ledgers.values() if v is not None))
+
+
+def _ledger(key: bytes, value: bytes | None) -> tuple[str, CompanyLedger] | None:
+    """A company's ledger record, or None (a tombstone, or a record that cannot be read)."""
+    if value is None:
+        return None
+    try:
+        return decode_ledger(value)
+    except ValueError as exc:
+        # The company starts afresh (watermark at IPS's now): jobs that ended meanwhile and
+        # no poll saw are not reported, which the log says; nothing is reported twice.
+        log.error(
+            "ledger_record_unreadable",
+            key=key.decode(errors="replace"),
+            error=str(exc)[:300],
+        )
+        return None
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -261,7 +293,7 @@ class Publisher:
         self._after_failure = after_failure
         # Failed transactions so far, and the checkpoint read after the latest of them.
         self._epoch = 0
-        self._resynced: tuple[int, CompanyStates] = (0, {})
+        self._resynced: tuple[int, Restored] = (0, Restored())
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[_Batch] = []
         # Batches to commit again before the queue (they shared a group with refused records),
@@ -563,7 +595,7 @@ class Publisher:
             epoch = self._epoch
             try:
                 # Only now is the outcome of the uncertain transaction settled and readable.
-                states = await restore_state(
+                restored = await restore_state(
                     self._kwargs,
                     self._checkpoint_topic,
                     partitions=None
@@ -573,8 +605,9 @@ class Publisher:
             except (KafkaError, OSError, PublishError) as exc:
                 self._mark_failed(f"checkpoint re-read failed: {exc!r}")
                 continue
-            self._resynced = (epoch, states)
-            log.info("checkpoint_reread", jobs=sum(len(s) for s in states.values()), epoch=epoch)
+            self._resynced = (epoch, restored)
+            jobs = sum(len(s) for s in restored.states.values())
+            log.info("checkpoint_reread", jobs=jobs, epoch=epoch)
             break
         self._recovered()
 
@@ -583,10 +616,17 @@ class Publisher:
 
         None while no re-read covers that epoch yet (or the publisher has no checkpoint topic).
         """
-        read_at, states = self._resynced
+        read_at, restored = self._resynced
         if self._checkpoint_topic is None or read_at < epoch:
             return None
-        return dict(states.get(company, {}))
+        return dict(restored.states.get(company, {}))
+
+    def committed_ledger(self, company: str, epoch: int) -> CompanyLedger | None:
+        """The company's committed ledger as re-read after failed transaction ``epoch``.
+
+        None when it has none; call it only once :meth:`committed_state` gave the state.
+        """
+        return self._resynced[1].ledgers.get(company)
 
     async def _recycle_producer(self) -> None:
         # After a failed transaction the producer may be in an error state it cannot leave;
