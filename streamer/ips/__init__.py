@@ -5,7 +5,7 @@ Modules: ``client`` (WSDL, requests, HTTP), ``envelope`` (SOAP envelope and faul
 ``reply_cache`` (unchanged job elements not decoded again), ``errors``.
 """
 
-from streamer.ips.client import DEFAULT_WSDL, IpsClient, IpsSettings
+from streamer.ips.client import DEFAULT_WSDL, IpsClient, IpsSettings, JobLogListing, ips_datetime
 from streamer.ips.decode import decode_active_jobs, decode_job_logs
 from streamer.ips.envelope import find_fault, parse_envelope, raise_for_fault
 from streamer.ips.errors import (
@@ -31,9 +31,11 @@ __all__ = [
     "IpsReplyError",
     "IpsSettings",
     "IpsTransportError",
+    "JobLogListing",
     "decode_active_jobs",
     "decode_job_logs",
     "find_fault",
+    "ips_datetime",
     "parse_envelope",
     "raise_for_fault",
 ]

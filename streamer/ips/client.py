@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import io
 import ssl as ssl_module
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -141,8 +142,46 @@ def _load_binding(source: str | io.BytesIO, label: str) -> _Binding:
     raise IpsError(f"WSDL {label}: no SOAP 1.1 port with getActiveJobs", kind="wsdl")
 
 
-#: Request parameters filled into cached envelopes: handles, plain ``xsd:string`` values.
-_TEMPLATED = frozenset({"companyHandle", "jobHandle"})
+#: Request parameters filled into cached envelopes: handles, plain ``xsd:string`` values, and
+#: dates already written as ``xsd:dateTime`` text (see :func:`ips_datetime`).
+_TEMPLATED = frozenset({"companyHandle", "jobHandle", "startDate", "endDate"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobLogListing:
+    """A ``getJobLogs`` reply: the logs, and IPS's clock when it answered."""
+
+    logs: tuple[JobLog, ...]
+    #: The reply's HTTP ``Date`` (IPS's clock, whole seconds, rounded down); None without one.
+    server_time: datetime | None = None
+
+
+def ips_datetime(value: datetime, *, round_up: bool = False) -> str:
+    """``value`` as ``xsd:dateTime`` text in UTC with milliseconds and an explicit ``Z``.
+
+    IPS keeps milliseconds: a window's start is rounded down and its end up (``round_up``),
+    so that a window never shrinks. Naive datetimes are refused: the zone must be explicit.
+    """
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: a request date needs its time zone")
+    utc = value.astimezone(UTC)
+    spare = utc.microsecond % 1000
+    if spare:
+        utc -= timedelta(microseconds=spare)
+        if round_up:
+            utc += timedelta(milliseconds=1)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+
+
+def _server_time(header: str | None) -> datetime | None:
+    """An HTTP ``Date`` header as an aware datetime; None when absent or unreadable."""
+    if not header:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo is not None else None
 
 
 def _xml_text(value: str) -> bytes:
@@ -335,6 +374,31 @@ class IpsClient:
         body = await self._call("getJobLogs", params)
         return await self._decode(decode_job_logs, body, operation="getJobLogs")
 
+    async def list_job_logs(
+        self,
+        company_handle: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        num_rows: int | None = None,
+    ) -> JobLogListing:
+        """``getJobLogs`` for the logs that ended in ``[start, end]`` (IPS time, explicit zone),
+        at most ``num_rows`` of them, by start date; with IPS's clock from the reply's ``Date``.
+
+        The dates go out as UTC text with milliseconds, the window rounded outwards.
+        """
+        params = {
+            "companyHandle": company_handle,
+            "sortBy": "StartDate",
+            "sortDirection": "Ascending",
+            "startDate": None if start is None else ips_datetime(start),
+            "endDate": None if end is None else ips_datetime(end, round_up=True),
+            "numRows": num_rows,
+        }
+        body, date = await self._exchange("getJobLogs", params)
+        logs = await self._decode(decode_job_logs, body, operation="getJobLogs")
+        return JobLogListing(logs, _server_time(date))
+
     async def _decode(self, fn: Callable[..., _T], body: bytes, **kwargs: Any) -> _T:
         try:
             if len(body) > _THREAD_DECODE_BYTES:
@@ -355,14 +419,18 @@ class IpsClient:
 
     async def _call(self, operation: str, params: dict[str, Any]) -> bytes:
         """POST one request; return the body of a 2xx reply, raise typed errors otherwise."""
+        return (await self._exchange(operation, params))[0]
+
+    async def _exchange(self, operation: str, params: dict[str, Any]) -> tuple[bytes, str | None]:
+        """As :meth:`_call`, with the reply's ``Date`` header."""
         try:
             payload = self.build_request(operation, **params)
         except (zeep.exceptions.Error, TypeError) as exc:
             raise IpsError(f"{operation}: cannot build request: {exc}", kind="request") from exc
         headers = {**self._headers, "SOAPAction": f'"{operation}"'}
-        status, body = await self._post(operation, payload, headers)
+        status, body, date = await self._post(operation, payload, headers)
         if 200 <= status < 300:
-            return body
+            return body, date
         if status == 500:
             fault = find_fault(body)
             if fault is not None:
@@ -372,8 +440,9 @@ class IpsClient:
 
     async def _post(
         self, operation: str, payload: bytes, headers: dict[str, str]
-    ) -> tuple[int, bytes]:
-        """POST and read the whole reply; network failures become IpsTransportError."""
+    ) -> tuple[int, bytes, str | None]:
+        """POST and read the whole reply (status, body, Date header); network failures become
+        IpsTransportError."""
         settings = self._settings
         try:
             async with self._session.post(
@@ -383,7 +452,8 @@ class IpsClient:
                 timeout=self._timeout,
                 ssl=self._ssl,
             ) as resp:
-                return resp.status, await _read_body(resp, settings.max_reply_bytes, operation)
+                body = await _read_body(resp, settings.max_reply_bytes, operation)
+                return resp.status, body, resp.headers.get("Date")
         except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError on 3.11
             raise IpsTransportError(
                 f"{operation}: no reply within {settings.timeout_s:g}s", kind="timeout"
