@@ -1,14 +1,16 @@
 """The checkpoint codec: tracked jobs and company ledgers ↔ their compacted checkpoint records.
 
-Pure: no I/O, no clock. The checkpoint (the compacted ``latest`` topic) holds two kinds of record:
+Pure: no I/O, no clock. The checkpoint (the private compacted ``checkpoint`` topic; job records
+also go to the public ``latest`` topic) holds two kinds of record:
 
 * per tracked job, keyed by ``jobHandle``, a ``job.latest`` record (below);
 * per company, keyed by :func:`ledger_key` (a NUL byte, ``ledger:`` and the company handle: XML
   text, hence a ``jobHandle``, can never hold a NUL, so the keys never meet), a
-  ``streamer.ledger`` record: the company's :class:`~streamer.reconcile.CompanyLedger`, written
-  by :func:`encode_ledger` and read back exactly by :func:`decode_ledger`. Its value holds the
-  watermark and floor as ISO-8601 text and each remembered completion as ``[jobHandle,
-  microseconds after the watermark]`` (``null``: not stamped yet), sorted by handle.
+  ``streamer.ledger`` record on the private topic only: the company's
+  :class:`~streamer.reconcile.CompanyLedger`, written by :func:`encode_ledger` and read back
+  exactly by :func:`decode_ledger`. Its value holds the watermark and floor as ISO-8601 text and
+  each remembered completion as ``[jobHandle, microseconds after the watermark]`` (``null``: not
+  stamped yet), sorted by handle.
 
 A ``job.latest`` record holds the whole tracked job plus ``company`` and round-trips exactly
 through :func:`decode_checkpoint`:
@@ -125,7 +127,7 @@ def is_ledger_key(key: bytes) -> bool:
 def encode_ledger(
     company: str, ledger: CompanyLedger, *, topics: TopicNames, source: str = CHECKPOINT_SOURCE
 ) -> Record:
-    """The compacted checkpoint record of a company's ledger (key :func:`ledger_key`)."""
+    """The private checkpoint record of a company's ledger (key :func:`ledger_key`)."""
     watermark = ledger.watermark
     entries = [
         [handle, None if at is None else _micros(at - watermark)]
@@ -142,7 +144,7 @@ def encode_ledger(
     digest = hashlib.blake2b(value, digest_size=8).hexdigest()
     text = datetime_text(watermark)
     return Record(
-        topic=topics.latest,
+        topic=topics.checkpoint,
         key=ledger_key(company),
         value=value,
         headers=cloudevent_headers(

@@ -233,9 +233,26 @@ class StallConfig(_Section):
 
 
 class CompletionConfig(_Section):
-    """``[completion]``: job-log lookups for vanished jobs."""
+    """``[completion]``: job-log lookups for vanished jobs, and reconciliation with the job log
+    listing (``getJobLogs``) for the jobs no poll saw. Times are IPS seconds, except
+    ``reconcile_interval_s`` (the streamer's)."""
 
     log_max_attempts: PositiveInt = 5
+    #: Seconds between two reconciliation passes per company; 0 turns reconciliation off.
+    reconcile_interval_s: NonNegativeFloat = 60.0
+    #: How far below the watermark each window starts again (late logs, clock skew).
+    reconcile_overlap_s: NonNegativeFloat = 120.0
+    #: How far behind IPS's clock each window ends, so that IPS has written its logs.
+    reconcile_delay_s: NonNegativeFloat = 30.0
+    #: ``numRows`` of each getJobLogs request; a reply this long is split in two.
+    reconcile_max_rows: int = Field(default=1000, ge=2, le=100_000)
+    #: On a company's very first start, report jobs that ended this long before it.
+    lookback_s: NonNegativeFloat = 0.0
+
+    @property
+    def reconcile(self) -> bool:
+        """Whether reconciliation is on."""
+        return self.reconcile_interval_s > 0
 
 
 #: Longest ``kafka.transactional_id`` accepted (as long as a Kafka topic name may be).

@@ -117,5 +117,22 @@ class Metrics:
             "Shards given up because another instance fenced their producer",
             registry=r,
         )
+        self.reconcile_passes = Counter(
+            "streamer_reconcile_passes",
+            "Job log reconciliation passes by result (complete, partial, failed)",
+            ["result"],
+            registry=r,
+        )
+        self.reconcile_failures = Counter(
+            "streamer_reconcile_failures",
+            "Job log reconciliation passes that failed, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.reconciled_jobs = Counter(
+            "streamer_reconciled_jobs",
+            "Finished jobs no committed poll saw, completed from the job log listing",
+            registry=r,
+        )
         self.info = Gauge("streamer_up", "1 while the service runs", registry=r)
         r.register(_StatusCollector(status))

@@ -1,4 +1,5 @@
-"""One company's poll loop: poll, diff, look up job logs, settle, publish atomically, then advance.
+"""One company's poll loop: poll, diff, look up job logs, settle, reconcile, publish atomically,
+then advance.
 
 The loop's state only advances after Kafka committed the cycle's records. A failed poll produces no
 diff and no completion; a failed commit leaves the state where it was, and the next cycle diffs the
@@ -8,6 +9,14 @@ possibly skipping states: every failed or uncommitted cycle since the last commi
 A company loop never ends because of one bad cycle: an error that escapes a cycle (a bug, a reply
 nobody foresaw) is logged with the company, counted as a failed poll of kind ``internal_error``,
 and retried with the same backoff as any other failure, so other companies never notice.
+
+Reconciliation (:mod:`streamer.reconcile`, on unless the poller is given no policy): in the first
+cycle, after any gap and then every ``interval_s``, a pass lists the job log (``getJobLogs``) for
+the company's window, and the completions it finds go into the same cycle's records, together
+with the company's ledger. A pass that fails is reported (log, metric, notification after
+``failures_before_degraded`` failures in a row) and retried after a backoff; the cycle itself
+commits as usual. A pass is bounded in requests and in time: what is left waits for the next
+cycle.
 """
 
 from __future__ import annotations
@@ -17,20 +26,43 @@ import random
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
 import structlog
 
-from streamer.cycle import cycle_records, owned, settle
+from streamer.checkpoint import encode_ledger
+from streamer.cycle import Settled, cycle_records, owned, settle
 from streamer.diff import DiffSettings, diff
 from streamer.encode import Record, TopicNames, encode_heartbeat, encode_notification
-from streamer.ips import AuthenticationFault, IpsError, IpsTransportError
+from streamer.ips import AuthenticationFault, IpsError, IpsTransportError, JobLogListing
 from streamer.kafka import CommitUncertain, FencedError, PublishError, RecordRejected, Rejection
 from streamer.limits import fit, job_record_bytes
 from streamer.metrics import Metrics
-from streamer.model import Heartbeat, JobLog, JobSnapshot, Snapshot, TrackedJob, event_type
+from streamer.model import (
+    Heartbeat,
+    JobCompleted,
+    JobLog,
+    JobSnapshot,
+    Snapshot,
+    TrackedJob,
+    event_type,
+)
+from streamer.reconcile import (
+    CompanyLedger,
+    LedgerStep,
+    Page,
+    ReconcileSettings,
+    Window,
+    WindowTooFull,
+    already_reported,
+    latest_log_time,
+    ledger_step,
+    listed,
+    start,
+    window,
+)
 from streamer.retry import Backoff, Uniform, jittered, sleep_or_stop
 from streamer.status import CompanyStatus
 
@@ -61,6 +93,36 @@ class PollSettings:
         return Backoff(initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
 
 
+@dataclass(frozen=True, slots=True)
+class ReconcilePolicy:
+    """When and how far a company's job log is reconciled (see :mod:`streamer.reconcile`)."""
+
+    #: Seconds between two passes (a gap brings the next one forward).
+    interval_s: float = 60.0
+    rules: ReconcileSettings = field(default_factory=ReconcileSettings)
+    #: Requests one pass may make; a longer pass goes on in the next cycle.
+    max_requests: int = 32
+    #: Seconds one pass may hold its cycle; a longer pass goes on in the next cycle.
+    max_pass_s: float = 5.0
+
+
+@dataclass(slots=True)
+class _Pass:
+    """What a reconciliation pass got, for :func:`streamer.reconcile.ledger_step`."""
+
+    #: The ledger its window was computed from (the company's, or its first one).
+    base: CompanyLedger | None
+    #: The complete pages, in order; None when no pass ran.
+    pages: list[Page] | None = None
+    #: The latest IPS clock reading its replies showed; None without one.
+    reading: datetime | None = None
+    #: ``(kind, message)`` when it failed (its pages so far still count).
+    failure: tuple[str, str] | None = None
+    #: True when it listed its whole window (not cut short by a budget).
+    complete: bool = False
+    ran: bool = False
+
+
 class JobSource(Protocol):
     """What a poller asks of IPS (the IPS client, or a fake in tests)."""
 
@@ -69,6 +131,16 @@ class JobSource(Protocol):
 
     async def get_job_log(self, company_handle: str, job_handle: str) -> JobLog | None:
         """The job log of a finished job, or None when there is none (yet)."""
+
+    async def list_job_logs(
+        self,
+        company_handle: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        num_rows: int | None = None,
+    ) -> JobLogListing:
+        """The job logs that ended in ``[start, end]``, at most ``num_rows``, with IPS's clock."""
 
 
 class BatchSink(Protocol):
@@ -86,6 +158,9 @@ class BatchSink(Protocol):
 
     def committed_state(self, company: str, epoch: int) -> dict[str, TrackedJob] | None:
         """The company's committed state once re-read after an uncertain commit ``epoch``."""
+
+    def committed_ledger(self, company: str, epoch: int) -> CompanyLedger | None:
+        """The company's committed ledger, re-read with :meth:`committed_state`."""
 
 
 def company_source(endpoint: str, company_handle: str) -> str:
@@ -116,6 +191,8 @@ class CompanyPoller:
         monotonic: Callable[[], float] = time.monotonic,
         uniform: Uniform = random.uniform,
         sleep: Callable[[float], Awaitable[bool]] | None = None,
+        reconcile: ReconcilePolicy | None = None,
+        ledger: CompanyLedger | None = None,
     ) -> None:
         self.handle = handle
         self._client = client
@@ -147,6 +224,15 @@ class CompanyPoller:
         self._resync_epoch: int | None = None
         self._degraded = False
         self._status.tracked_jobs = len(state)
+        # Reconciliation: the committed ledger, the latest IPS clock reading, when the next
+        # pass is due (monotonic; the first cycle runs one), failed passes in a row.
+        self._recon = reconcile
+        self.ledger = ledger
+        self._ips_now: datetime | None = None
+        self._recon_due = 0.0
+        self._recon_failures = 0
+        self._recon_degraded = False
+        self._status.reconciled_to = None if ledger is None else ledger.watermark
 
     @property
     def gap(self) -> bool:
@@ -228,25 +314,34 @@ class CompanyPoller:
             return await self._poll_failed(exc, kind, started_wall, time.perf_counter() - started)
         latency = time.perf_counter() - started
         self._metrics.poll_latency.observe(latency)
-        snapshot = self._fit(self._owned(snapshot))
+        listed_jobs = len(snapshot.jobs)
+        snapshot = self._unreported(self._fit(self._owned(snapshot)))
         now = self._clock()
         result = diff(self.state, snapshot, now, self._diff, self._prev_poll_at, gap=self._gap)
         logs = await self._look_up(result.pending_completion)
         settled = settle(result, logs, now, self._diff)
+        step, notes = await self._reconcile(settled, now)
+        if step is not None and step.events:
+            settled = replace(settled, events=settled.events + step.events)
         heartbeat = (
-            Heartbeat(self.handle, now, True, latency, len(snapshot.jobs), now)
+            Heartbeat(self.handle, now, True, latency, listed_jobs, now)
             if self._poll.heartbeat
             else None
         )
         records = cycle_records(
             settled, source=self._source, topics=self._topics, heartbeat=heartbeat
         )
+        ledger = self.ledger if step is None else step.ledger
+        if ledger is not None and ledger is not self.ledger:
+            records.append(encode_ledger(self.handle, ledger, topics=self._topics))
+        records.extend(notes)
         if self._degraded:
             records.append(self._notification("company_recovered", "polling succeeds again", now))
         if not await self._publish(records):
             return None  # state kept; the loop waits for Kafka before polling again
         committed = time.perf_counter()
         self._advance(settled.state, now)
+        self._advance_ledger(ledger, step)
         self._metrics.poll_to_commit.observe(committed - started)
         for e in settled.events:
             self._metrics.events.labels(event_type(e)).inc()
@@ -254,16 +349,17 @@ class CompanyPoller:
         st = self._status
         recovered = st.consecutive_failures > 0
         st.last_success_at = now
-        st.active_jobs = len(snapshot.jobs)
+        st.active_jobs = listed_jobs
         st.consecutive_failures = 0
         st.last_error = st.last_error_kind = None
         st.state = "ok"
         log.info(
             "company_cycle",
             company=self.handle,
-            jobs=len(snapshot.jobs),
+            jobs=listed_jobs,
             events=len(settled.events),
             completed=len(settled.completed),
+            reconciled=len(step.events) if step is not None and step.events else None,
             pending_completion=len(settled.pending),
             records=len(records),
             poll_ms=round(latency * 1000, 1),
@@ -271,6 +367,18 @@ class CompanyPoller:
             recovered=recovered or None,
         )
         return None
+
+    def _unreported(self, snapshot: Snapshot) -> Snapshot:
+        """Leave out listed jobs the ledger already reports completed (never observed again)."""
+        kept, dropped = already_reported(snapshot, self.state, self.ledger)
+        if dropped:
+            log.warning(
+                "completed_job_listed_again",
+                company=self.handle,
+                jobs=len(dropped),
+                first=dropped[0][:200],
+            )
+        return kept
 
     def _owned(self, listed: Snapshot) -> Snapshot:
         snapshot = owned(listed, self.handle)
@@ -323,9 +431,13 @@ class CompanyPoller:
         )
         self.state = state
         self._status.tracked_jobs = len(state)
+        # The ledger was committed in the same transactions as the state: re-read it too.
+        self.ledger = self._publisher.committed_ledger(self.handle, self._resync_epoch)
+        self._status.reconciled_to = None if self.ledger is None else self.ledger.watermark
         # Which snapshot the committed state came from is not known: diff as after a restore.
         self._prev_poll_at = None
         self._resync_epoch = None
+        self._reconcile_soon()
         return True
 
     def _advance(self, state: dict[str, TrackedJob], now: datetime) -> None:
@@ -335,6 +447,156 @@ class CompanyPoller:
         self._gap = False
         self._degraded = False
         self._status.tracked_jobs = len(state)
+
+    # ---- reconciliation ------------------------------------------------------------------------
+
+    async def _reconcile(
+        self, settled: Settled, now: datetime
+    ) -> tuple[LedgerStep | None, list[Record]]:
+        """The cycle's ledger step: its completions remembered, and a pass's when one is due.
+
+        Returns the step (None when reconciliation is off) and the notifications to commit.
+        """
+        policy = self._recon
+        if policy is None:
+            return None, []
+        completions = [e for e in settled.events if isinstance(e, JobCompleted)]
+        done = _Pass(self.ledger)
+        if self._monotonic() >= self._recon_due:
+            done = await self._pass(policy)
+        step = ledger_step(
+            done.base, completions, reading=done.reading, pages=done.pages,
+            company=self.handle, tracked=settled.state, now=now, settings=policy.rules,
+        )  # fmt: skip
+        if not done.ran:
+            return step, []
+        if done.failure is not None:
+            return step, self._reconcile_failed(*done.failure, done.pages, now)
+        return step, self._reconcile_succeeded(policy, done.complete, now)
+
+    async def _pass(self, policy: ReconcilePolicy) -> _Pass:
+        """List the job log for the company's window (see :class:`_Pass`).
+
+        The window comes from the latest IPS clock reading known; without one, or when that
+        reading shows nothing new, a one-row request reads IPS's clock first. A full reply is
+        split; the pass stops at its request or time budget with the pages it has.
+        """
+        rules = policy.rules
+        pages: list[Page] = []
+        done = _Pass(self.ledger, pages=pages, ran=True)
+        requests = 0
+        try:
+            async with asyncio.timeout(policy.max_pass_s):
+                known = self._ips_now
+                whole = None if known is None else self._window(done, known, rules)
+                if whole is None:
+                    at = None if done.base is None else done.base.watermark
+                    known = done.reading = self._read_clock(await self._list_logs(at, at, 1))
+                    requests += 1
+                    if known is None:
+                        done.failure = ("no_ips_time", "IPS replies carry no Date and no log dates")
+                        return done
+                    whole = self._window(done, known, rules)
+                todo = [] if whole is None else [whole]
+                while todo and requests < policy.max_requests:
+                    head = todo.pop(0)
+                    listing = await self._list_logs(head.start, head.end, rules.max_rows)
+                    requests += 1
+                    done.reading = self._read_clock(listing) or done.reading
+                    got = listed(head, listing.logs, rules.max_rows)
+                    if isinstance(got, Page):
+                        pages.append(got)
+                    else:
+                        todo[:0] = got
+                done.complete = not todo
+        except TimeoutError:
+            if not pages:
+                done.failure = ("timeout", f"no complete page within {policy.max_pass_s:g}s")
+        except WindowTooFull as exc:
+            done.failure = ("window_too_full", str(exc))
+        except IpsError as exc:
+            done.failure = (getattr(exc, "kind", type(exc).__name__), str(exc))
+        return done
+
+    @staticmethod
+    def _window(done: _Pass, known: datetime, rules: ReconcileSettings) -> Window | None:
+        """The window to list by IPS time ``known``; a company's first ledger starts there."""
+        if done.base is None:
+            done.base = start(known, rules)
+        return window(done.base, known, rules)
+
+    async def _list_logs(
+        self, start_at: datetime | None, end_at: datetime | None, rows: int
+    ) -> JobLogListing:
+        async with self._log_sem:
+            return await self._client.list_job_logs(
+                self.handle, start=start_at, end=end_at, num_rows=rows
+            )
+
+    def _read_clock(self, listing: JobLogListing) -> datetime | None:
+        """IPS's clock as a reply shows it (its Date, its logs' dates), after what was known.
+
+        None when the reply shows no time; the latest reading is remembered.
+        """
+        shown = [t for t in (listing.server_time, latest_log_time(listing.logs)) if t is not None]
+        if not shown:
+            return None
+        reading = max(shown) if self._ips_now is None else max(*shown, self._ips_now)
+        self._ips_now = reading
+        return reading
+
+    def _reconcile_failed(
+        self, kind: str, message: str, pages: list[Page] | None, at: datetime
+    ) -> list[Record]:
+        self._recon_failures += 1
+        n = self._recon_failures
+        delay = self._backoff.delay(n, self._uniform)
+        self._recon_due = self._monotonic() + delay
+        self._metrics.reconcile_passes.labels("failed").inc()
+        self._metrics.reconcile_failures.labels(kind).inc()
+        self._status.reconcile_error = f"{kind}: {message}"[:500]
+        log.warning(
+            "reconcile_failed",
+            company=self.handle,
+            kind=kind,
+            error=message[:500],
+            pages=len(pages or ()),
+            failures=n,
+            retry_in_s=round(delay, 2),
+        )
+        if n >= self._poll.failures_before_degraded and not self._recon_degraded:
+            self._recon_degraded = True
+            what = f"job logs cannot be read ({kind}): {message}"[:1000]
+            return [self._notification("reconcile_failing", what, at)]
+        return []
+
+    def _reconcile_succeeded(
+        self, policy: ReconcilePolicy, complete: bool, at: datetime
+    ) -> list[Record]:
+        self._recon_failures = 0
+        self._status.reconcile_error = None
+        self._metrics.reconcile_passes.labels("complete" if complete else "partial").inc()
+        # A pass cut short by its budget goes on in the next cycle.
+        self._recon_due = self._monotonic() + (policy.interval_s if complete else 0.0)
+        if self._recon_degraded:
+            self._recon_degraded = False
+            return [self._notification("reconcile_recovered", "job logs are read again", at)]
+        return []
+
+    def _reconcile_soon(self) -> None:
+        """After a gap the next cycle runs a pass, unless passes are backing off after failures."""
+        if self._recon_failures == 0:
+            self._recon_due = 0.0
+
+    def _advance_ledger(self, ledger: CompanyLedger | None, step: LedgerStep | None) -> None:
+        """The cycle committed: its ledger is the company's."""
+        self.ledger = ledger
+        if ledger is not None:
+            self._status.reconciled_to = ledger.watermark
+        if step is not None and step.events:
+            self._metrics.reconciled_jobs.inc(len(step.events))
+
+    # ---- job logs of vanished jobs ------------------------------------------------------------
 
     async def _look_up(self, handles: Sequence[str]) -> dict[str, JobLog | None]:
         """Each vanished job's log, once; a handle left out was not answered (transport error)."""
@@ -361,6 +623,7 @@ class CompanyPoller:
 
     async def _poll_failed(self, exc: Exception, kind: str, at: datetime, latency: float) -> float:
         self._gap = True
+        self._reconcile_soon()
         st = self._status
         st.consecutive_failures += 1
         st.last_error = str(exc)
@@ -435,6 +698,7 @@ class CompanyPoller:
 
     def _publish_failed(self, exc: PublishError) -> bool:
         self._gap = True
+        self._reconcile_soon()
         if isinstance(exc, CommitUncertain):
             self._resync_epoch = exc.epoch
         self._status.state = "waiting_for_kafka"

@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -33,7 +34,8 @@ from streamer.kafka import (
 )
 from streamer.kafka_access import wait_for_access
 from streamer.metrics import Metrics
-from streamer.poller import CompanyPoller, PollSettings, company_source
+from streamer.poller import CompanyPoller, PollSettings, ReconcilePolicy, company_source
+from streamer.reconcile import CompanyLedger, ReconcileSettings
 from streamer.retry import Backoff, Stopped, sleep_or_stop, until_stopped
 from streamer.shards import ShardCoordinator, ShardOwner, ShardPlan, companies_by_shard
 from streamer.status import CommitWatch, CompanyStatus, ServiceStatus
@@ -81,6 +83,30 @@ def ips_settings_for(cfg: Settings, company_handle: str) -> IpsSettings:
         include_waiting_jobs=cfg.ips.include_waiting_jobs,
         max_reply_bytes=cfg.ips.max_reply_bytes,
     )
+
+
+def reconcile_policy(cfg: Settings) -> ReconcilePolicy | None:
+    """The reconciliation policy of ``[completion]``; None when it is turned off."""
+    c = cfg.completion
+    if not c.reconcile:
+        return None
+    return ReconcilePolicy(
+        interval_s=c.reconcile_interval_s,
+        rules=ReconcileSettings(
+            overlap_s=c.reconcile_overlap_s,
+            delay_s=c.reconcile_delay_s,
+            lookback_s=c.lookback_s,
+            max_rows=c.reconcile_max_rows,
+            # The ledger is one checkpoint record: it must stay well below the record limit
+            # (an entry is a job handle and a number, about 100 bytes).
+            max_reported=max(100, cfg.kafka.max_record_bytes // 200),
+        ),
+    )
+
+
+def reconcile_for(policy: ReconcilePolicy, interval_s: float) -> ReconcilePolicy:
+    """``policy`` for a company polled every ``interval_s``: a pass may hold a cycle that long."""
+    return replace(policy, max_pass_s=max(policy.max_pass_s, interval_s))
 
 
 class Service:
@@ -287,16 +313,23 @@ class Service:
                     after_failure=guard.after_failure,
                 )
 
+            # The shard's reconciliation ledgers, read by restore() for the loops it precedes.
+            ledgers: dict[str, CompanyLedger] = {}
+
             async def restore() -> CompanyStates:
-                states = await restore_state(
+                restored = await restore_state(
                     kafka_kwargs, self.topics.checkpoint, partitions=[shard]
                 )
+                states = restored.states
+                ledgers.clear()
+                ledgers.update(restored.ledgers)
                 self.status.restored_jobs += sum(len(s) for s in states.values())
                 log.info(
                     "state_restored",
                     shard=shard,
                     jobs=sum(len(s) for s in states.values()),
                     companies=len(states),
+                    ledgers=len(ledgers),
                 )
                 return states
 
@@ -306,7 +339,14 @@ class Service:
                 out: list[tuple[str, Coroutine[Any, Any, None]]] = []
                 for handle in handles:
                     poller = self._poller(
-                        handle, clients[handle], publisher, states, stop, log_sem, poll_sem
+                        handle,
+                        clients[handle],
+                        publisher,
+                        states,
+                        stop,
+                        log_sem,
+                        poll_sem,
+                        ledgers.get(handle),
                     )
                     out.append((handle, poller.run(self.max_cycles)))
                 return out
@@ -393,9 +433,11 @@ class Service:
         stop: asyncio.Event,
         log_sem: asyncio.Semaphore,
         poll_sem: asyncio.Semaphore,
+        ledger: CompanyLedger | None = None,
     ) -> CompanyPoller:
         """The loop of one company of an owned shard (its status shows in /status)."""
         cfg = self.settings
+        reconcile = reconcile_policy(cfg)
         company = next(c for c in cfg.companies if c.handle == handle)
         interval = cfg.interval_for(company)
         status = CompanyStatus(handle, interval)
@@ -434,6 +476,8 @@ class Service:
             stop=stop,
             log_lookups=log_sem,
             polls=poll_sem,
+            reconcile=None if reconcile is None else reconcile_for(reconcile, interval),
+            ledger=ledger,
         )
 
     async def _serve_http(self, bound: asyncio.Future[int]) -> None:

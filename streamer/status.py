@@ -18,6 +18,7 @@ from typing import Protocol
 
 from streamer.encode import Record
 from streamer.model import TrackedJob
+from streamer.reconcile import CompanyLedger
 
 #: Cycles waiting while no commit completed for longer than this mean Kafka is not taking
 #: commits (a healthy commit takes milliseconds; a group commit of 20,000 records about a second).
@@ -42,6 +43,10 @@ class CompanyStatus:
     state: str = "starting"
     #: When the commit this company waits for was handed to the publisher (None: not waiting).
     committing_since: datetime | None = None
+    #: The committed reconciliation watermark (IPS time): job logs up to it were reconciled.
+    reconciled_to: datetime | None = None
+    #: Why the last reconciliation pass failed; None once one succeeds.
+    reconcile_error: str | None = None
 
 
 @dataclass(slots=True)
@@ -138,6 +143,8 @@ class ServiceStatus:
                     "activeJobs": c.active_jobs,
                     "trackedJobs": c.tracked_jobs,
                     "cycles": c.cycles,
+                    "reconciledTo": iso(c.reconciled_to),
+                    "reconcileError": c.reconcile_error,
                 }
                 for c in self.companies.values()
             ],
@@ -166,6 +173,8 @@ class _Sink(Protocol):
     async def publish(self, records: Sequence[Record]) -> None: ...
 
     def committed_state(self, company: str, epoch: int) -> dict[str, TrackedJob] | None: ...
+
+    def committed_ledger(self, company: str, epoch: int) -> CompanyLedger | None: ...
 
 
 class CommitWatch:
@@ -197,3 +206,7 @@ class CommitWatch:
     def committed_state(self, company: str, epoch: int) -> dict[str, TrackedJob] | None:
         """The publisher's re-read of what was committed after an uncertain commit."""
         return self._sink.committed_state(company, epoch)
+
+    def committed_ledger(self, company: str, epoch: int) -> CompanyLedger | None:
+        """The publisher's re-read of the company's reconciliation ledger."""
+        return self._sink.committed_ledger(company, epoch)

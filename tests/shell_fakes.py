@@ -15,10 +15,12 @@ from typing import Any
 
 from streamer.diff import DiffSettings
 from streamer.encode import Record, TopicNames
+from streamer.ips import JobLogListing
 from streamer.kafka import PublishError
 from streamer.metrics import Metrics
 from streamer.model import JobLog, Snapshot, TrackedJob
-from streamer.poller import BatchSink, CompanyPoller, PollSettings
+from streamer.poller import BatchSink, CompanyPoller, PollSettings, ReconcilePolicy
+from streamer.reconcile import CompanyLedger
 from streamer.status import CompanyStatus, ServiceStatus
 from tests.test_diff import COMPANY, T0
 
@@ -33,6 +35,12 @@ class ScriptedIps:
         self.logs: dict[str, JobLog | BaseException | None] = {}
         self.polls = 0
         self.log_lookups: list[str] = []
+        #: What getJobLogs lists (by end date), IPS's clock in its replies, or an error to raise.
+        self.job_logs: list[JobLog] = []
+        self.server_time: datetime | None = None
+        self.listing_error: BaseException | None = None
+        #: The ``(start, end, num_rows)`` of every getJobLogs request.
+        self.listings: list[tuple[datetime | None, datetime | None, int | None]] = []
 
     async def get_active_jobs(self, company_handle: str) -> Snapshot:
         """Pop the next scripted reply (the last one repeats)."""
@@ -49,6 +57,28 @@ class ScriptedIps:
         if isinstance(answer, BaseException):
             raise answer
         return answer
+
+    async def list_job_logs(
+        self,
+        company_handle: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        num_rows: int | None = None,
+    ) -> JobLogListing:
+        """``job_logs`` that ended in ``[start, end]``, by start date, ``num_rows`` at most."""
+        self.listings.append((start, end, num_rows))
+        if self.listing_error is not None:
+            raise self.listing_error
+        found = [
+            g
+            for g in self.job_logs
+            if g.end_date is not None
+            and (start is None or g.end_date >= start)
+            and (end is None or g.end_date <= end)
+        ]
+        found.sort(key=lambda g: (g.start_date or g.end_date or T0, g.job_handle))
+        return JobLogListing(tuple(found[:num_rows]), self.server_time)
 
 
 @dataclass
@@ -77,10 +107,16 @@ class FakeSink:
 
     #: What committed_state answers (None: no re-read yet).
     reread: dict[str, TrackedJob] | None = None
+    #: What committed_ledger answers.
+    reread_ledger: CompanyLedger | None = None
 
     def committed_state(self, company: str, epoch: int) -> dict[str, TrackedJob] | None:
         """The state the test says Kafka really committed."""
         return None if self.reread is None else dict(self.reread)
+
+    def committed_ledger(self, company: str, epoch: int) -> CompanyLedger | None:
+        """The ledger the test says Kafka really committed."""
+        return self.reread_ledger
 
     def values(self, topic: str) -> list[dict[str, Any]]:
         """Committed JSON values of ``topic`` (tombstones left out), in commit order."""
@@ -144,6 +180,8 @@ def rig(
     publisher: BatchSink | None = None,
     topics: TopicNames = TOPICS,
     company: str = COMPANY,
+    reconcile: ReconcilePolicy | None = None,
+    ledger: CompanyLedger | None = None,
 ) -> Rig:
     """A :class:`CompanyPoller` for :data:`COMPANY` on fakes (or ``publisher``), manual clock."""
     sink, clock, stop = FakeSink(), ManualClock(), asyncio.Event()
@@ -169,6 +207,8 @@ def rig(
         monotonic=clock.monotonic,
         uniform=lambda a, b: (a + b) / 2,
         sleep=clock.sleep,
+        reconcile=reconcile,
+        ledger=ledger,
     )
     return Rig(poller, ips, sink, publisher or sink, clock, metrics, status, stop)
 

@@ -160,7 +160,7 @@ def ledgers(draw: st.DrawFn) -> CompanyLedger:
 def test_ledger_round_trip(company: str, ledger: CompanyLedger) -> None:
     """Any ledger survives encode_ledger → decode_ledger exactly, schema-valid, one record."""
     record = encode_ledger(company, ledger, topics=TOPICS)
-    assert record.topic == TOPICS.latest
+    assert record.topic == TOPICS.checkpoint
     assert record.key == ledger_key(company)
     assert is_ledger_key(record.key)
     assert record.value is not None

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from streamer.encode import Record
 from streamer.model import TrackedJob
+from streamer.reconcile import CompanyLedger
 from streamer.status import COMMIT_STALL_S, CommitWatch, CompanyStatus, ServiceStatus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -113,6 +114,10 @@ class Sink:
         await self.release.wait()
 
     def committed_state(self, company: str, epoch: int) -> dict[str, TrackedJob] | None:
+        """No re-read in these tests."""
+        return None
+
+    def committed_ledger(self, company: str, epoch: int) -> CompanyLedger | None:
         """No re-read in these tests."""
         return None
 
