@@ -121,6 +121,8 @@ class _Pass:
     #: True when it listed its whole window (not cut short by a budget).
     complete: bool = False
     ran: bool = False
+    #: The windows a pass cut short did not list: the next pass goes on with them.
+    todo: list[Window] = field(default_factory=list)
 
 
 class JobSource(Protocol):
@@ -232,6 +234,8 @@ class CompanyPoller:
         self._recon_due = 0.0
         self._recon_failures = 0
         self._recon_degraded = False
+        # The windows the last committed pass left unlisted (it was cut short).
+        self._todo: list[Window] = []
         self._status.reconciled_to = None if ledger is None else ledger.watermark
 
     @property
@@ -320,7 +324,7 @@ class CompanyPoller:
         result = diff(self.state, snapshot, now, self._diff, self._prev_poll_at, gap=self._gap)
         logs = await self._look_up(result.pending_completion)
         settled = settle(result, logs, now, self._diff)
-        step, notes = await self._reconcile(settled, now)
+        step, notes, todo = await self._reconcile(settled, now)
         if step is not None and step.events:
             settled = replace(settled, events=settled.events + step.events)
         heartbeat = (
@@ -341,7 +345,7 @@ class CompanyPoller:
             return None  # state kept; the loop waits for Kafka before polling again
         committed = time.perf_counter()
         self._advance(settled.state, now)
-        self._advance_ledger(ledger, step)
+        self._advance_ledger(ledger, step, todo)
         self._metrics.poll_to_commit.observe(committed - started)
         for e in settled.events:
             self._metrics.events.labels(event_type(e)).inc()
@@ -433,6 +437,7 @@ class CompanyPoller:
         self._status.tracked_jobs = len(state)
         # The ledger was committed in the same transactions as the state: re-read it too.
         self.ledger = self._publisher.committed_ledger(self.handle, self._resync_epoch)
+        self._todo = []
         self._status.reconciled_to = None if self.ledger is None else self.ledger.watermark
         # Which snapshot the committed state came from is not known: diff as after a restore.
         self._prev_poll_at = None
@@ -452,14 +457,15 @@ class CompanyPoller:
 
     async def _reconcile(
         self, settled: Settled, now: datetime
-    ) -> tuple[LedgerStep | None, list[Record]]:
+    ) -> tuple[LedgerStep | None, list[Record], list[Window] | None]:
         """The cycle's ledger step: its completions remembered, and a pass's when one is due.
 
-        Returns the step (None when reconciliation is off) and the notifications to commit.
+        Returns the step (None when reconciliation is off), the notifications to commit, and
+        the windows the pass left to list (None when no pass ran).
         """
         policy = self._recon
         if policy is None:
-            return None, []
+            return None, [], None
         completions = [e for e in settled.events if isinstance(e, JobCompleted)]
         done = _Pass(self.ledger)
         if self._monotonic() >= self._recon_due:
@@ -469,10 +475,11 @@ class CompanyPoller:
             company=self.handle, tracked=settled.state, now=now, settings=policy.rules,
         )  # fmt: skip
         if not done.ran:
-            return step, []
+            return step, [], None
         if done.failure is not None:
-            return step, self._reconcile_failed(*done.failure, done.pages, now)
-        return step, self._reconcile_succeeded(policy, done.complete, now)
+            # The next pass starts from the watermark again.
+            return step, self._reconcile_failed(*done.failure, done.pages, now), []
+        return step, self._reconcile_succeeded(policy, done.complete, now), done.todo
 
     async def _pass(self, policy: ReconcilePolicy) -> _Pass:
         """List the job log for the company's window (see :class:`_Pass`).
@@ -485,19 +492,21 @@ class CompanyPoller:
         pages: list[Page] = []
         done = _Pass(self.ledger, pages=pages, ran=True)
         requests = 0
+        todo = done.todo = list(self._todo) if self.ledger is not None else []
         try:
             async with asyncio.timeout(policy.max_pass_s):
                 known = self._ips_now
-                whole = None if known is None else self._window(done, known, rules)
-                if whole is None:
-                    at = None if done.base is None else done.base.watermark
-                    known = done.reading = self._read_clock(await self._list_logs(at, at, 1))
-                    requests += 1
-                    if known is None:
-                        done.failure = ("no_ips_time", "IPS replies carry no Date and no log dates")
-                        return done
-                    whole = self._window(done, known, rules)
-                todo = [] if whole is None else [whole]
+                if not todo:
+                    whole = None if known is None else self._window(done, known, rules)
+                    if whole is None:
+                        at = None if done.base is None else done.base.watermark
+                        known = done.reading = self._read_clock(await self._list_logs(at, at, 1))
+                        requests += 1
+                        if known is None:
+                            done.failure = ("no_ips_time", "IPS replies carry no Date or dates")
+                            return done
+                        whole = self._window(done, known, rules)
+                    todo.extend(() if whole is None else (whole,))
                 while todo and requests < policy.max_requests:
                     head = todo.pop(0)
                     listing = await self._list_logs(head.start, head.end, rules.max_rows)
@@ -516,6 +525,8 @@ class CompanyPoller:
             done.failure = ("window_too_full", str(exc))
         except IpsError as exc:
             done.failure = (getattr(exc, "kind", type(exc).__name__), str(exc))
+        if done.failure is not None and not pages:
+            done.pages = None  # nothing was listed: the ledger only remembers the completions
         return done
 
     @staticmethod
@@ -588,9 +599,13 @@ class CompanyPoller:
         if self._recon_failures == 0:
             self._recon_due = 0.0
 
-    def _advance_ledger(self, ledger: CompanyLedger | None, step: LedgerStep | None) -> None:
-        """The cycle committed: its ledger is the company's."""
+    def _advance_ledger(
+        self, ledger: CompanyLedger | None, step: LedgerStep | None, todo: list[Window] | None
+    ) -> None:
+        """The cycle committed: its ledger is the company's (and what its pass left to list)."""
         self.ledger = ledger
+        if todo is not None:
+            self._todo = todo
         if ledger is not None:
             self._status.reconciled_to = ledger.watermark
         if step is not None and step.events:

@@ -28,9 +28,10 @@ Rules:
    (``endDate``), ends inside the window it was listed for, is not tracked (a job in state is
    the normal path's: it vanishes, its log is looked up, it is completed there), is not in
    ``reported``, and was not completed earlier in the same pass.
-4. **Watermark**: the pages of a pass cover their window from its lower edge without a hole; the
-   watermark moves to the end of the last page and never backwards. A pass cut short (an error,
-   its request budget) keeps what its complete pages found.
+4. **Watermark**: the pages of a pass cover, without a hole, from at or below the watermark on;
+   the watermark moves to the end of the last page and never backwards. A pass cut short (an
+   error, its request budget) keeps what its complete pages found; the next one may go on with
+   the windows it left.
 5. **Memory** (:func:`record`, :func:`stamp`, :func:`reconcile`): every completion the poller
    commits is remembered with its end time, the log's ``endDate``. A completion without a log
    (outcome ``unknown``) has no end time yet: it is remembered unstamped (``None``) and the next
@@ -257,11 +258,12 @@ def reconcile(
 ) -> Reconciled:
     """Fold a pass's pages into completions and the next ledger (rules 3 to 6).
 
-    ``pages`` are in the order they were listed and must cover their window from
-    ``ledger.next_start(settings)`` on without a hole; ``tracked`` are the handles in state
-    after this cycle's diff. ``now`` is the streamer's ``observedAt``.
+    ``pages`` are in the order they were listed and must cover, without a hole, from at or
+    below the watermark on (a pass usually starts at ``ledger.next_start(settings)``, one cut
+    short goes on where it stopped); ``tracked`` are the handles in state after this cycle's
+    diff. ``now`` is the streamer's ``observedAt``.
     """
-    _check_contiguous(ledger, pages, settings)
+    _check_contiguous(ledger, pages)
     reported = dict(ledger.reported)
     found: dict[str, JobLog] = {}
     for page in pages:
@@ -281,7 +283,9 @@ def reconcile(
     for log in found.values():
         reported[log.job_handle] = _ended(log)
     watermark = max(ledger.watermark, pages[-1].window.end) if pages else ledger.watermark
-    return Reconciled(events, _bounded(watermark, ledger.floor, reported, settings))
+    after = _bounded(watermark, ledger.floor, reported, settings)
+    # The same object when nothing changed: the caller writes a ledger record only on a change.
+    return Reconciled(events, ledger if after == ledger else after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,11 +355,13 @@ def already_reported(
 # --------------------------------------------------------------------------------------------
 
 
-def _check_contiguous(
-    ledger: CompanyLedger, pages: Sequence[Page], settings: ReconcileSettings
-) -> None:
-    """Refuse pages that leave a hole: the watermark would pass logs nobody looked at."""
-    reach = ledger.next_start(settings)
+def _check_contiguous(ledger: CompanyLedger, pages: Sequence[Page]) -> None:
+    """Refuse pages that leave a hole: the watermark would pass logs nobody looked at.
+
+    Up to the watermark everything was looked at already (the overlap is a second look), so
+    the pages must start at or below it and follow each other without a gap.
+    """
+    reach = ledger.watermark
     for page in pages:
         if page.window.start > reach:
             raise ValueError(f"pages leave a hole before {page.window.start} (covered to {reach})")
