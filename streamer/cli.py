@@ -88,6 +88,21 @@ def check(config_path: Path | None) -> None:
 @click.option("--password", default="demo-password", show_default=True)
 @click.option("--stall-probability", type=float, default=None)
 @click.option("--fail-probability", type=float, default=None, help="Share of jobs that fail.")
+@click.option(
+    "--short-job-share",
+    type=float,
+    default=None,
+    help="Share of jobs that live only --short-job-duration seconds (may end between polls).",
+)
+@click.option(
+    "--short-job-duration",
+    type=(float, float),
+    default=None,
+    help="Lifetime range of short jobs, simulated seconds (LOW HIGH). Default: 0.2 1.5.",
+)
+@click.option(
+    "--log-delay", type=float, default=None, help="Seconds before a finished job's log appears."
+)
 @click.option("--log-level", default="info", show_default=True)
 def simulate(
     host: str,
@@ -103,6 +118,9 @@ def simulate(
     password: str,
     stall_probability: float | None,
     fail_probability: float | None,
+    short_job_share: float | None,
+    short_job_duration: tuple[float, float] | None,
+    log_delay: float | None,
     log_level: str,
 ) -> None:
     """Serve a simulated IPS (real SOAP over HTTP) with a seeded job lifecycle."""
@@ -116,6 +134,12 @@ def simulate(
         kw["stall_probability"] = stall_probability
     if fail_probability is not None:
         kw["fail_probability"] = fail_probability
+    if short_job_share is not None:
+        kw["short_job_share"] = short_job_share
+    if short_job_duration is not None:
+        kw["short_job_duration_s"] = short_job_duration
+    if log_delay is not None:
+        kw["log_delay_s"] = log_delay
     try:
         config = SimulatorConfig(
             companies=companies or ("c|1001", "c|1002", "c|1003"),

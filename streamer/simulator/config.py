@@ -61,6 +61,10 @@ class SimulatorConfig:
     unknown_type_probability: float = 0.03
     #: How long after vanishing a job's log becomes visible.
     log_delay_s: float = 0.0
+    #: Share of jobs that live only ``short_job_duration_s`` from submission to gone (an upload
+    #: of one small file): shorter than a poll interval, no poll may ever list them.
+    short_job_share: float = 0.0
+    short_job_duration_s: tuple[float, float] = (0.2, 1.5)
     #: Stop submitting after this many jobs in total (split evenly over companies).
     max_jobs_total: int | None = None
     #: Job logs kept per company (oldest dropped first).
@@ -106,7 +110,10 @@ class SimulatorConfig:
         probs = (self.fail_probability, self.error_probability, self.warning_probability)
         if any(not 0 <= p <= 1 for p in probs) or sum(probs) > 1:
             yield "fail/error/warning_probability: each within 0..1, sum at most 1"
-        for name in ("stall_probability", "unknown_type_probability"):
+        low, high = self.short_job_duration_s
+        if not 0 <= low <= high or high <= 0:
+            yield "short_job_duration_s: need 0 <= low <= high and high > 0"
+        for name in ("stall_probability", "unknown_type_probability", "short_job_share"):
             if not 0 <= getattr(self, name) <= 1:
                 yield f"{name}: must be within 0..1"
         if self.progress_step_s <= 0 or self.submit_gap_s < 0 or self.log_delay_s < 0:

@@ -8,7 +8,9 @@ Rules of this module:
   processed strictly in (time, sequence) order, so the state at time ``t`` does not depend on how
   often, or when, :meth:`CompanySim.advance` was called before ``t``;
 * a job moves ``New`` -> ``WaitingCoordinator`` -> ``Running`` -> gone (leaves the active list);
-  its whole plan (durations, outcome, counts, stall) is drawn when it is submitted;
+  its whole plan (durations, outcome, counts, stall) is drawn when it is submitted; a share of
+  jobs (``short_job_share``) live only ``short_job_duration_s`` in all, without stall or
+  linger: shorter than a poll interval, they may end between two polls;
 * while running, progress is a function of *running time* (wall time minus stalls), published in
   steps of ``progress_step_s``, so progress is monotone and freezes during a stall;
 * when a job vanishes its job log is written; it becomes visible after the log delay.
@@ -124,14 +126,20 @@ class CompanySim:
         cfg, rng = self.config, self.rng
         kind = pick_kind(rng, cfg.unknown_type_probability)
         files = rng.randint(*cfg.files_per_job)
-        waiting_at = t + rng.uniform(*cfg.new_duration_s)
-        running_at = waiting_at + rng.uniform(*cfg.waiting_duration_s)
-        duration = rng.uniform(*cfg.running_duration_s)
+        # Drawn only when short jobs are asked for: other workloads keep their random sequence.
+        short = cfg.short_job_share > 0 and rng.random() < cfg.short_job_share
+        if short:
+            life = rng.uniform(*cfg.short_job_duration_s)
+            waiting_at, running_at, duration = t + 0.1 * life, t + 0.3 * life, 0.7 * life
+        else:
+            waiting_at = t + rng.uniform(*cfg.new_duration_s)
+            running_at = waiting_at + rng.uniform(*cfg.waiting_duration_s)
+            duration = rng.uniform(*cfg.running_duration_s)
         outcome, fraction = self._draw_outcome()
         end_running = duration * fraction
         counts = _plan_counts(outcome, files, fraction, kind, rng)
         stalls: list[tuple[float, float]] = []
-        if rng.random() < cfg.stall_probability:
+        if not short and rng.random() < cfg.stall_probability:
             at = running_at + rng.uniform(0.2, 0.8) * end_running
             stalls.append((at, rng.uniform(*cfg.stall_duration_s)))
         stamp = self.stamp(t)
@@ -157,7 +165,7 @@ class CompanySim:
             running_at=running_at,
             duration=duration,
             end_running=end_running,
-            linger=cfg.fail_linger_s if outcome is Outcome.FAILED else 0.0,
+            linger=cfg.fail_linger_s if outcome is Outcome.FAILED and not short else 0.0,
             outcome=outcome,
             counts=counts,
             tasks=_plan_tasks(kind, rng),

@@ -2,7 +2,10 @@
 
 Routes:
 
-* ``POST /scene7/services/IpsApiService``: ``getActiveJobs``, ``getJobLogs``, ``getJobLogDetails``;
+* ``POST /scene7/services/IpsApiService``: ``getActiveJobs``, ``getJobLogs``, ``getJobLogDetails``
+  (``getJobLogs``: the finished jobs whose log *ended* within ``startDate``..``endDate``, both
+  inclusive, sorted by ``sortBy``/``sortDirection`` (``StartDate`` ascending by default), at
+  most ``numRows``; the job log replies carry the simulated clock in their ``Date`` header);
 * ``GET /scene7/webservice/<file>``: the WSDL (``soap:address`` rewritten to this server) and
   any ``.xsd`` beside it;
 * ``/_sim/...``: the JSON control API (:mod:`streamer.simulator.control`).
@@ -12,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import structlog
@@ -25,6 +30,7 @@ from streamer.simulator.config import SimulatorConfig
 from streamer.simulator.control import add_control_routes
 from streamer.simulator.faults import SCRIPTED, FaultRule
 from streamer.simulator.groundtruth import GroundTruthWriter
+from streamer.simulator.jobs import SimJobLog
 from streamer.simulator.soap import SoapFault, SoapRequest
 from streamer.simulator.state import DEFAULT_WSDL, SIMULATOR, WSDL_NAME, Simulator
 
@@ -74,16 +80,58 @@ def _company(sim: Simulator, req: SoapRequest) -> str:
     return company
 
 
-def _sim_seconds(sim: Simulator, text: str | None) -> float | None:
+def _request_time(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
         when = datetime.fromisoformat(text)
     except ValueError as exc:
         raise soap.ipsapi_fault(30001, f"not a dateTime: {text!r}") from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - sim.epoch) / timedelta(seconds=1)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _log_end(sim: Simulator, log: SimJobLog) -> datetime:
+    """A log's end as the reply shows it (milliseconds), so that window edges are exact."""
+    return datetime.fromisoformat(sim.dates(log.end))
+
+
+#: ``getJobLogs`` sort fields (Job Log Sort Fields) and what they sort by.
+_LOG_SORT: dict[str, Callable[[SimJobLog], Any]] = {
+    "StartDate": lambda g: g.start,
+    "JobName": lambda g: g.job_name,
+    "LogType": lambda g: g.kind.log_kind,
+    "CompanyName": lambda g: g.company,
+    "UserId": lambda g: g.user_email,
+    "Email": lambda g: g.user_email,
+    "FileErrorCount": lambda g: g.counts.error,
+    "FileWarningCount": lambda g: g.counts.warning,
+    "FileSuccessCount": lambda g: g.counts.success,
+}
+
+
+def _job_logs(
+    sim: Simulator, logs: list[SimJobLog], p: dict[str, str], rows: int | None
+) -> list[SimJobLog]:
+    """``getJobLogs``: the window on end dates, the sort, ``numRows``."""
+    start, end = _request_time(p.get("startDate")), _request_time(p.get("endDate"))
+    if start is not None or end is not None:
+        logs = [
+            g
+            for g in logs
+            if (start is None or start <= _log_end(sim, g))
+            and (end is None or _log_end(sim, g) <= end)
+        ]
+    key = _LOG_SORT.get(p.get("sortBy", "StartDate"))
+    if key is None:
+        raise soap.ipsapi_fault(30001, f"invalid sortBy: {p['sortBy']!r}")
+    logs.sort(key=lambda g: (key(g), g.job_handle), reverse=p.get("sortDirection") == "Descending")
+    return logs if rows is None else logs[: max(0, rows)]
+
+
+def http_date(sim: Simulator) -> str:
+    """The simulated clock as an HTTP ``Date`` (IPS's clock, as its replies carry it)."""
+    now = (sim.epoch + timedelta(seconds=sim.clock.now())).astimezone(UTC)
+    return email.utils.format_datetime(now, usegmt=True)
 
 
 def _reply(sim: Simulator, req: SoapRequest, company: str) -> tuple[bytes, list[list[str]]]:
@@ -101,15 +149,7 @@ def _reply(sim: Simulator, req: SoapRequest, company: str) -> tuple[bytes, list[
         return render.active_jobs_reply(req.namespace, items), [[j.handle, j.state] for j in jobs]
     logs = list(csim.logs.values())
     if req.operation == "getJobLogs":
-        start, end = _sim_seconds(sim, p.get("startDate")), _sim_seconds(sim, p.get("endDate"))
-        logs = [
-            g
-            for g in logs
-            if (start is None or g.start >= start) and (end is None or g.start <= end)
-        ]
-        logs.sort(key=lambda g: g.start, reverse=p.get("sortDirection") == "Descending")
-        limit = req.int_param("numRows")
-        logs = logs if limit is None else logs[: max(0, limit)]
+        logs = _job_logs(sim, logs, p, req.int_param("numRows"))
         return soap.job_logs_reply("getJobLogs", req.namespace, logs, sim.dates, details=False), []
     if "jobHandle" in p:
         logs = [csim.logs[p["jobHandle"]]] if p["jobHandle"] in csim.logs else []
@@ -177,12 +217,18 @@ async def _answer(
     mode, rule = decision.mode, decision.rule
     is_poll = req.operation == "getActiveJobs"
     if mode is None:
-        body, jobs = _reply(sim, req, company)
+        try:
+            body, jobs = _reply(sim, req, company)
+        except SoapFault as fault:  # a parameter IPS would refuse (a date, a sort field)
+            return _fault_response(fault, request, req.auth)
         if is_poll:
             filtered = "jobHandle" in req.params or "originalName" in req.params
             extra = {"filtered": True} if filtered else {}
             sim.record("poll", company=company, ok=True, jobs=jobs, **extra)
-        return _xml_response(body, request, req.auth)
+        response = _xml_response(body, request, req.auth)
+        if not is_poll:  # a job log reply: IPS's clock for the reconciliation window
+            response.headers["Date"] = http_date(sim)
+        return response
     assert rule is not None
     sim.requests[f"fault:{mode}"] += 1
     log.info("sim_fault_injected", company=company, operation=req.operation, mode=mode)
