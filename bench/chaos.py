@@ -5,8 +5,9 @@
 Starts a Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS points at one) and the IPS simulator, runs
 the streamer, SIGKILLs it ``--kills`` times at random moments (restarting it each time), lets a
 last run finish the workload, then reads every topic back read_committed and compares with the
-simulator's ground truth. Prints: ground-truth transitions, delivered, missing, duplicated, extra
-and the number of kills; exits non-zero unless missing, duplicated and extra are all zero.
+simulator's ground truth. Prints: ground-truth transitions, delivered, missing, duplicated, extra;
+every ground-truth job that finished (seen by a committed poll or not) and its completions,
+missing, duplicated, extra; and the number of kills. Exits non-zero unless all of those are zero.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=45, help="jobs in the workload")
     parser.add_argument("--speedup", type=float, default=10.0)
+    parser.add_argument(
+        "--short-job-share",
+        type=float,
+        default=0.3,
+        help="share of jobs shorter than a poll interval (only reconciliation can report them)",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="chaos-"))
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -44,6 +51,7 @@ def main() -> int:
             seed=args.seed,
             max_jobs=args.jobs,
             speedup=args.speedup,
+            short_job_share=args.short_job_share,
             log=lambda line: print(line, flush=True),
         )
     finally:
@@ -58,9 +66,23 @@ def main() -> int:
     print(f"wrong outcome:                  {len(r.wrong_outcome)}")
     print(f"flagged as possibly skipped:    {len(r.skipped_flagged)}")
     print(f"seen only by uncommitted polls: {len(r.uncommitted)}")
+    print(f"ground-truth jobs finished:     {r.jobs}  (no committed poll saw {r.unseen_jobs})")
+    print(f"job.completed delivered:        {r.completions}  ({r.reconciled} reconciled)")
+    print(f"completions missing:            {len(r.completion_missing)}")
+    print(f"completions duplicated:         {len(r.completion_duplicated)}")
+    print(f"completions extra:              {len(r.completion_extra)}")
     print(f"final run exit code:            {result.exit_code}")
     print(f"seconds:                        {result.seconds:.1f}  (logs in {tmp})")
-    for name in ("missing", "duplicated", "extra", "wrong_outcome", "out_of_order"):
+    for name in (
+        "missing",
+        "duplicated",
+        "extra",
+        "wrong_outcome",
+        "out_of_order",
+        "completion_missing",
+        "completion_duplicated",
+        "completion_extra",
+    ):
         for item in getattr(r, name)[:10]:
             print(f"  {name}: {item}")
     return 0 if r.ok and result.exit_code == 0 else 1

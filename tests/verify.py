@@ -1,10 +1,13 @@
 """Compare what the streamer delivered to Kafka with the simulator's ground truth.
 
-Used by the end-to-end tests and by the chaos command. Expected, per job, is the list of distinct
-states that successful polls showed, in order, followed by ``gone`` once a successful poll of its
-company no longer listed it. Delivered, per job, is the list of states its events carry, ordered by
-``ce_sequence``: ``job.observed`` gives the first state, ``job.state_changed`` the next ones,
-``job.completed`` gives ``gone``.
+Used by the end-to-end tests and by the chaos command. Two checks:
+
+**Transitions.** Expected, per job, is the list of distinct states that successful polls showed,
+in order, followed by ``gone`` once a successful poll of its company no longer listed it.
+Delivered, per job, is the list of states its events carry, ordered by ``ce_sequence``:
+``job.observed`` gives the first state, ``job.state_changed`` the next ones, ``job.completed``
+gives ``gone`` (a *reconciled* completion, found in the job log listing, is not a transition any
+poll showed: it belongs to the second check only).
 
 * missing: an expected state that was not delivered, unless the next delivered event says it may
   have skipped states (a poll whose cycle was never committed, e.g. the streamer was killed, can
@@ -12,6 +15,14 @@ company no longer listed it. Delivered, per job, is the list of states its event
 * duplicated: an event id delivered more than once;
 * extra: a delivered state the job never had in the ground truth, or an event for an unknown job;
 * wrong outcome: a completion whose outcome differs from the job log the simulator wrote.
+
+**Completions**, over every job of the ground truth, whether a poll saw it or not:
+
+* completion duplicated: a job with more than one ``job.completed`` (distinct event ids);
+* completion extra: a ``job.completed`` for a job that never finished, or flagged ``observed:
+  false`` although its ``job.observed`` was delivered;
+* completion missing (only with ``every_job``, once the workload is over and the streamer had
+  the time to reconcile): a finished job without ``job.completed``.
 
 With the streamer's heartbeats given, a poll counts only if the streamer committed its cycle (a
 heartbeat with ``ok`` and ``polledAt`` between that poll and the company's next one: heartbeats
@@ -67,6 +78,15 @@ class Report:
     uncommitted: list[str] = field(default_factory=list)
     bad_key: list[str] = field(default_factory=list)
     out_of_order: list[str] = field(default_factory=list)
+    #: Jobs of the ground truth that finished, and how many of them no committed poll saw.
+    jobs: int = 0
+    unseen_jobs: int = 0
+    #: Distinct job.completed delivered, and how many of them were found by reconciliation.
+    completions: int = 0
+    reconciled: int = 0
+    completion_missing: list[str] = field(default_factory=list)
+    completion_duplicated: list[str] = field(default_factory=list)
+    completion_extra: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -78,6 +98,9 @@ class Report:
             or self.wrong_outcome
             or self.bad_key
             or self.out_of_order
+            or self.completion_missing
+            or self.completion_duplicated
+            or self.completion_extra
         )
 
     def summary(self) -> str:
@@ -87,7 +110,12 @@ class Report:
             f"missing: {len(self.missing)}, duplicated: {len(self.duplicated)}, "
             f"extra: {len(self.extra)}, wrong outcome: {len(self.wrong_outcome)}, "
             f"flagged skips: {len(self.skipped_flagged)}, "
-            f"seen only by uncommitted polls: {len(self.uncommitted)}"
+            f"seen only by uncommitted polls: {len(self.uncommitted)}; "
+            f"ground-truth jobs finished: {self.jobs} ({self.unseen_jobs} no committed poll "
+            f"saw), completions: {self.completions} ({self.reconciled} reconciled), "
+            f"missing: {len(self.completion_missing)}, "
+            f"duplicated: {len(self.completion_duplicated)}, "
+            f"extra: {len(self.completion_extra)}"
         )
 
 
@@ -193,12 +221,22 @@ def _state_of(ev: Delivered) -> str | None:
     return None
 
 
+def _reconciled(ev: Delivered) -> bool:
+    return ev.type == "job.completed" and ev.value.get("reconciled") is True
+
+
 def compare(
     ground_truth: Sequence[Mapping[str, Any]],
     delivered: Iterable[Delivered],
     heartbeats: Iterable[Mapping[str, Any]] | None = None,
+    *,
+    every_job: bool = False,
 ) -> Report:
-    """Check delivered job events against the ground truth (see the module docstring)."""
+    """Check delivered job events against the ground truth (see the module docstring).
+
+    ``every_job``: the workload is over and the streamer had the time to reconcile: every job
+    that finished must have its ``job.completed``.
+    """
     report = Report()
     expected = expected_states(ground_truth)
     if heartbeats is not None:
@@ -230,22 +268,58 @@ def compare(
         states: list[tuple[str, bool]] = []
         for ev in events:
             state = _state_of(ev)
-            if state is None:
-                continue
-            if state != GONE and state not in had[handle]:
-                report.extra.append(f"{ev.event_id}: state {state} never happened")
             if ev.type == "job.completed" and ev.value.get("outcome") not in outcomes[handle]:
                 report.wrong_outcome.append(
                     f"{handle}: delivered {ev.value.get('outcome')}, "
                     f"job log says {outcomes.get(handle)}"
                 )
+            if state is None or _reconciled(ev):
+                continue
+            if state != GONE and state not in had[handle]:
+                report.extra.append(f"{ev.event_id}: state {state} never happened")
             states.append((state, bool(ev.value.get("mayHaveSkipped"))))
         report.delivered += len(states)
         _match(handle, expected.get(handle, []), states, report)
     for handle, exp in expected.items():
         if handle not in by_job:
             report.missing.extend(f"{handle}: {s}" for s in exp)
+    _completions(report, had, expected, by_job, every_job=every_job)
     return report
+
+
+def _completions(
+    report: Report,
+    had: Mapping[str, set[str]],
+    expected: Mapping[str, list[str]],
+    by_job: Mapping[str, list[Delivered]],
+    *,
+    every_job: bool,
+) -> None:
+    """The completions check (see the module docstring)."""
+    finished = {h for h, states in had.items() if GONE in states}
+    report.jobs = len(finished)
+    report.unseen_jobs = len(finished - expected.keys())
+    for handle, events in by_job.items():
+        done = [e for e in events if e.type == "job.completed"]
+        report.completions += len(done)
+        report.reconciled += sum(_reconciled(e) for e in done)
+        if len(done) > 1:
+            report.completion_duplicated.append(
+                f"{handle}: {[e.event_id for e in done]} "
+                f"(reconciled: {[_reconciled(e) for e in done]})"
+            )
+        for e in done:
+            if handle not in finished:
+                report.completion_extra.append(f"{e.event_id}: the job never finished")
+            observed = any(x.type == "job.observed" for x in events)
+            if e.value.get("observed") is False and observed:
+                report.completion_extra.append(f"{e.event_id}: observed false, but it was")
+    if every_job:
+        report.completion_missing.extend(
+            sorted(
+                h for h in finished if not any(e.type == "job.completed" for e in by_job.get(h, ()))
+            )
+        )
 
 
 def _match(
