@@ -24,7 +24,11 @@ Targets (issue #5): no cycle behind schedule, p99 poll-to-commit under 250 ms, a
 path at least 70% of the plain producer's rate.
 
     .venv/bin/python bench/end_to_end.py [--seconds 60] [--companies 1000] [--jobs 10]
-                                         [--jitter 0.1] [--json PATH]
+                                         [--jitter 0.1] [--reconcile-interval 60]
+                                         [--observe-only] [--json PATH]
+
+``--reconcile-interval`` sets ``completion.reconcile_interval_s`` (0 turns reconciliation with the
+job log off, to measure its cost); ``--observe-only`` skips the publish path comparison.
 """
 
 from __future__ import annotations
@@ -105,9 +109,10 @@ def proc_kb(pid: int, field: str) -> int:
 
 def write_streamer_config(
     path: Path, *, endpoint: str, bootstrap: str, companies: Sequence[str], http_port: int,
-    interval_s: float, jitter: float, prefix: str,
+    interval_s: float, jitter: float, prefix: str, reconcile_s: float = 60.0,
 ) -> None:  # fmt: skip
-    """The streamer's TOML: the defaults, except ports, names and the poll jitter."""
+    """The streamer's TOML: the defaults, except ports, names, the poll jitter and the
+    reconciliation interval."""
     entries = "\n".join(f'[[companies]]\nhandle = "{c}"\n' for c in companies)
     path.write_text(
         f"""
@@ -119,6 +124,9 @@ password = "{PASSWORD}"
 [poll]
 interval_s = {interval_s}
 jitter = {jitter}
+
+[completion]
+reconcile_interval_s = {reconcile_s}
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
@@ -229,6 +237,7 @@ def observe(
     n_companies = int(_opt(argv, "--companies", "1000"))
     n_jobs = int(_opt(argv, "--jobs", "10"))
     jitter = float(_opt(argv, "--jitter", "0.1"))
+    reconcile_s = float(_opt(argv, "--reconcile-interval", "60"))
     interval = 5.0
     sim_port, http_port = localkafka.free_port(), localkafka.free_port()
     companies = [f"c|{1001 + i}" for i in range(n_companies)]
@@ -237,7 +246,7 @@ def observe(
     write_streamer_config(
         config, endpoint=f"http://127.0.0.1:{sim_port}{SERVICE_PATH}", bootstrap=bootstrap,
         companies=companies, http_port=http_port, interval_s=interval, jitter=jitter,
-        prefix=prefix,
+        prefix=prefix, reconcile_s=reconcile_s,
     )  # fmt: skip
     sim_args = [sys.executable, __file__, "--serve-simulator", str(sim_port)]
     sim_args += [str(n_companies), str(n_jobs)]
@@ -245,7 +254,8 @@ def observe(
     run_args = [sys.executable, "-m", "streamer.cli", "run", "--config", str(config)]
     print(
         f"simulator: {n_companies:,} companies x {n_jobs} jobs; streamer: poll every "
-        f"{interval:g} s, jitter {jitter:g}, broker {bootstrap}"
+        f"{interval:g} s, jitter {jitter:g}, reconcile every {reconcile_s:g} s "
+        f"(0: off), broker {bootstrap}"
     )
     with (
         process(sim_args, tmp / "simulator.log", "simulator", sim_port) as sim,
@@ -277,6 +287,14 @@ def observe(
     )
     failed = m1.get('streamer_polls_total{result="failed"}', 0.0) - m0.get(
         'streamer_polls_total{result="failed"}', 0.0
+    )
+    passes = {
+        result: m1.get(f'streamer_reconcile_passes_total{{result="{result}"}}', 0.0)
+        - m0.get(f'streamer_reconcile_passes_total{{result="{result}"}}', 0.0)
+        for result in ("complete", "partial", "failed")
+    }
+    reconciled = m1.get("streamer_reconciled_jobs_total", 0.0) - m0.get(
+        "streamer_reconciled_jobs_total", 0.0
     )
     per_company = Counter(line["company"] for line in window)
     counts = [per_company[c] for c in companies]
@@ -316,6 +334,12 @@ def observe(
             f"{cpu:.1f} s = {cpu / elapsed:.0%} of one core",
             f"{cpu / n * 1000:.2f} ms per company cycle" if n else "",
         ],
+        [
+            "reconciliation passes (metric)",
+            " / ".join(f"{passes[r]:.0f}" for r in ("complete", "partial", "failed")),
+            f"complete / partial / failed, every {reconcile_s:g} s per company (0: off); "
+            f"{reconciled:.0f} jobs reconciled",
+        ],
         ["simulator CPU", f"{sim_cpu1 - sim_cpu0:.1f} s", "(separate process)"],
         ["streamer RSS / peak", f"{rss_kb / 1024:.0f} / {hwm_kb / 1024:.0f} MB", "VmRSS / VmHWM"],
     ]
@@ -331,6 +355,9 @@ def observe(
         "cpu_s": cpu,
         "cpu_ms_per_cycle": cpu / n * 1000 if n else None,
         "rss_mb": rss_kb / 1024,
+        "reconcile_interval_s": reconcile_s,
+        "reconcile_passes": passes,
+        "reconciled_jobs": reconciled,
     }
     on_schedule = late == 0 and min(counts) >= int(expected) - 1 and failed == 0
     return [
@@ -477,7 +504,8 @@ def main(argv: list[str]) -> list[Target]:
         tmp = Path(tmp_name)
         with broker(tmp) as bootstrap:
             targets = observe(argv, tmp, bootstrap, figures)
-            targets += publish_comparison(argv, bootstrap, figures)
+            if "--observe-only" not in argv:
+                targets += publish_comparison(argv, bootstrap, figures)
     print_targets(targets)
     write_results(json_arg(argv), targets, figures)
     return targets
