@@ -470,10 +470,19 @@ class CompanyPoller:
         done = _Pass(self.ledger)
         if self._monotonic() >= self._recon_due:
             done = await self._pass(policy)
-        step = ledger_step(
-            done.base, completions, reading=done.reading, pages=done.pages,
-            company=self.handle, tracked=settled.state, now=now, settings=policy.rules,
-        )  # fmt: skip
+        try:
+            step = ledger_step(
+                done.base, completions, reading=done.reading, pages=done.pages,
+                company=self.handle, tracked=settled.state, now=now, settings=policy.rules,
+            )  # fmt: skip
+        except ValueError as exc:
+            # Pages that do not fit the ledger (a bug): the pass is lost, the cycle is not.
+            log.exception("reconcile_pages_refused", company=self.handle, error=str(exc))
+            done = _Pass(done.base, ran=True, failure=(INTERNAL_ERROR, str(exc)))
+            step = ledger_step(
+                self.ledger, completions, reading=None, pages=None,
+                company=self.handle, tracked=settled.state, now=now, settings=policy.rules,
+            )  # fmt: skip
         if not done.ran:
             return step, [], None
         if done.failure is not None:
@@ -508,11 +517,12 @@ class CompanyPoller:
                         whole = self._window(done, known, rules)
                     todo.extend(() if whole is None else (whole,))
                 while todo and requests < policy.max_requests:
-                    head = todo.pop(0)
+                    head = todo[0]  # popped once answered: a pass cut short keeps it to list
                     listing = await self._list_logs(head.start, head.end, rules.max_rows)
                     requests += 1
                     done.reading = self._read_clock(listing) or done.reading
                     got = listed(head, listing.logs, rules.max_rows)
+                    del todo[0]
                     if isinstance(got, Page):
                         pages.append(got)
                     else:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta
 
+import pytest
+
 from streamer.checkpoint import decode_ledger, is_ledger_key
 from streamer.encode import Record
-from streamer.ips import IpsTransportError
+from streamer.ips import IpsTransportError, JobLogListing
 from streamer.kafka import CommitUncertain
-from streamer.model import JobLog
+from streamer.model import JobLog, Snapshot
 from streamer.poller import PollSettings, ReconcilePolicy
-from streamer.reconcile import CompanyLedger, ReconcileSettings
+from streamer.reconcile import CompanyLedger, LedgerStep, ReconcileSettings, ledger_step
 from tests.shell_fakes import TOPICS, Rig, ScriptedIps, rig, sample
 from tests.test_diff import COMPANY, T0, job, snap
 
@@ -243,3 +246,65 @@ async def test_reconciliation_off_writes_no_ledger() -> None:
     assert fake.listings == []
     assert not any(ledgers(b) for b in r.sink.batches)
     assert [json.loads(json.dumps(d))["reconciled"] for d in completed(r)] == [False]
+
+
+class SlowListing(ScriptedIps):
+    """getJobLogs that hangs on its ``hang_at``-th request (then answers normally)."""
+
+    def __init__(self, *replies: Snapshot, hang_at: int) -> None:
+        super().__init__(*replies)
+        self.hang_at = hang_at
+
+    async def list_job_logs(
+        self,
+        company_handle: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        num_rows: int | None = None,
+    ) -> JobLogListing:
+        """Hang once, at request number ``hang_at``."""
+        if len(self.listings) + 1 == self.hang_at:
+            self.listings.append((start, end, num_rows))
+            await asyncio.sleep(30)
+        return await super().list_job_logs(company_handle, start=start, end=end, num_rows=num_rows)
+
+
+async def test_pass_cut_by_its_time_budget_keeps_the_window_it_was_listing() -> None:
+    """A request the time budget cuts off is listed again next cycle: nothing skipped."""
+    fake = SlowListing(snap(), hang_at=6)
+    fake.server_time = ips(100)
+    policy = ReconcilePolicy(interval_s=60.0, rules=POLICY.rules, max_pass_s=0.2)
+    r = reconciling(fake, reconcile=policy)
+    await r.poller.cycle()
+    fake.job_logs = [joblog(f"j|{i}", 110 + 10 * i) for i in range(7)]
+    fake.server_time = ips(200)
+    r.clock.advance(61)
+    # Probe, the full window, its full first half, a page, then request 6 hangs past 0.2 s.
+    await r.poller.cycle()
+    assert sample(r.metrics, "streamer_reconcile_passes_total", result="partial") == 1
+    for _ in range(5):
+        await r.poller.cycle()
+    assert sorted(str(d["jobHandle"]) for d in completed(r)) == [f"j|{i}" for i in range(7)]
+    assert sample(r.metrics, "streamer_reconcile_passes_total", result="failed") == 0
+
+
+async def test_pages_the_ledger_refuses_fail_the_pass_not_the_cycle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Should the pure step refuse a pass's pages (a bug), the cycle still commits."""
+
+    def refuse_pages(*args: object, **kw: object) -> LedgerStep:
+        if kw.get("pages"):
+            raise ValueError("pages leave a hole")
+        return ledger_step(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("streamer.poller.ledger_step", refuse_pages)
+    fake = ScriptedIps(snap(job("j|1")))
+    fake.server_time = ips(100)
+    fake.job_logs = [joblog("j|x", 50)]
+    r = reconciling(fake, ledger=CompanyLedger(ips(0), ips(0)))
+    await r.poller.cycle()
+    assert len(r.sink.batches) == 1
+    assert sample(r.metrics, "streamer_reconcile_failures_total", kind="internal_error") == 1
+    assert [v["type"] for v in r.sink.values(TOPICS.state)] == ["job.observed"]
