@@ -10,13 +10,9 @@ A company loop never ends because of one bad cycle: an error that escapes a cycl
 nobody foresaw) is logged with the company, counted as a failed poll of kind ``internal_error``,
 and retried with the same backoff as any other failure, so other companies never notice.
 
-Reconciliation (:mod:`streamer.reconcile`, on unless the poller is given no policy): in the first
-cycle, after any gap and then every ``interval_s``, a pass lists the job log (``getJobLogs``) for
-the company's window, and the completions it finds go into the same cycle's records, together
-with the company's ledger. A pass that fails is reported (log, metric, notification after
-``failures_before_degraded`` failures in a row) and retried after a backoff; the cycle itself
-commits as usual. A pass is bounded in requests and in time: what is left waits for the next
-cycle.
+Reconciliation (:mod:`streamer.reconciler`, on unless the poller is given no policy) adds the
+completions the job log shows and no poll saw to the same cycle's records, with the company's
+ledger.
 """
 
 from __future__ import annotations
@@ -26,43 +22,29 @@ import random
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
 import structlog
 
 from streamer.checkpoint import encode_ledger
-from streamer.cycle import Settled, cycle_records, owned, settle
+from streamer.cycle import cycle_records, owned, settle
 from streamer.diff import DiffSettings, diff
 from streamer.encode import Record, TopicNames, encode_heartbeat, encode_notification
 from streamer.ips import AuthenticationFault, IpsError, IpsTransportError, JobLogListing
-from streamer.kafka import CommitUncertain, FencedError, PublishError, RecordRejected, Rejection
-from streamer.limits import fit, job_record_bytes
+from streamer.kafka import CommitUncertain, FencedError, PublishError, RecordRejected
 from streamer.metrics import Metrics
 from streamer.model import (
     Heartbeat,
-    JobCompleted,
     JobLog,
-    JobSnapshot,
     Snapshot,
     TrackedJob,
     event_type,
 )
-from streamer.reconcile import (
-    CompanyLedger,
-    LedgerStep,
-    Page,
-    ReconcileSettings,
-    Window,
-    WindowTooFull,
-    already_reported,
-    latest_log_time,
-    ledger_step,
-    listed,
-    start,
-    window,
-)
+from streamer.reconcile import CompanyLedger, LedgerStep, Window, already_reported
+from streamer.reconciler import CompanyReconciler, ReconcilePolicy
+from streamer.record_guard import RecordGuard
 from streamer.retry import Backoff, Uniform, jittered, sleep_or_stop
 from streamer.status import CompanyStatus
 
@@ -91,38 +73,6 @@ class PollSettings:
     def backoff(self) -> Backoff:
         """The retry policy after failed polls."""
         return Backoff(initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
-
-
-@dataclass(frozen=True, slots=True)
-class ReconcilePolicy:
-    """When and how far a company's job log is reconciled (see :mod:`streamer.reconcile`)."""
-
-    #: Seconds between two passes (a gap brings the next one forward).
-    interval_s: float = 60.0
-    rules: ReconcileSettings = field(default_factory=ReconcileSettings)
-    #: Requests one pass may make; a longer pass goes on in the next cycle.
-    max_requests: int = 32
-    #: Seconds one pass may hold its cycle; a longer pass goes on in the next cycle.
-    max_pass_s: float = 5.0
-
-
-@dataclass(slots=True)
-class _Pass:
-    """What a reconciliation pass got, for :func:`streamer.reconcile.ledger_step`."""
-
-    #: The ledger its window was computed from (the company's, or its first one).
-    base: CompanyLedger | None
-    #: The complete pages, in order; None when no pass ran.
-    pages: list[Page] | None = None
-    #: The latest IPS clock reading its replies showed; None without one.
-    reading: datetime | None = None
-    #: ``(kind, message)`` when it failed (its pages so far still count).
-    failure: tuple[str, str] | None = None
-    #: True when it listed its whole window (not cut short by a budget).
-    complete: bool = False
-    ran: bool = False
-    #: The windows a pass cut short did not list: the next pass goes on with them.
-    todo: list[Window] = field(default_factory=list)
 
 
 class JobSource(Protocol):
@@ -220,22 +170,36 @@ class CompanyPoller:
         self._prev_poll_at: datetime | None = None
         # A poll failed, or a cycle did not commit, since the last committed cycle.
         self._gap = False
-        # Per job handle: the last listed snapshot and what it was cut to (identity memo).
-        self._fitted: dict[str, tuple[JobSnapshot, JobSnapshot]] = {}
+        self._records = RecordGuard(
+            handle=handle,
+            limit=poll.max_record_bytes,
+            metrics=metrics,
+            source=source,
+            topics=topics,
+        )
         # Set after an uncertain commit: the state must be re-read before the next diff.
         self._resync_epoch: int | None = None
         self._degraded = False
         self._status.tracked_jobs = len(state)
-        # Reconciliation: the committed ledger, the latest IPS clock reading, when the next
-        # pass is due (monotonic; the first cycle runs one), failed passes in a row.
-        self._recon = reconcile
+        # Reconciliation: the committed ledger, and the reconciler (None: reconciliation off).
         self.ledger = ledger
-        self._ips_now: datetime | None = None
-        self._recon_due = 0.0
-        self._recon_failures = 0
-        self._recon_degraded = False
-        # The windows the last committed pass left unlisted (it was cut short).
-        self._todo: list[Window] = []
+        self._reconciler = (
+            None
+            if reconcile is None
+            else CompanyReconciler(
+                handle=handle,
+                client=client,
+                log_lookups=log_lookups,
+                policy=reconcile,
+                backoff=self._backoff,
+                failures_before_degraded=poll.failures_before_degraded,
+                metrics=metrics,
+                status=status,
+                monotonic=monotonic,
+                uniform=uniform,
+                notify=self._notification,
+            )
+        )
         self._status.reconciled_to = None if ledger is None else ledger.watermark
 
     @property
@@ -319,12 +283,16 @@ class CompanyPoller:
         latency = time.perf_counter() - started
         self._metrics.poll_latency.observe(latency)
         listed_jobs = len(snapshot.jobs)
-        snapshot = self._unreported(self._fit(self._owned(snapshot)))
+        snapshot = self._unreported(self._records.fit(self._owned(snapshot)))
         now = self._clock()
         result = diff(self.state, snapshot, now, self._diff, self._prev_poll_at, gap=self._gap)
         logs = await self._look_up(result.pending_completion)
         settled = settle(result, logs, now, self._diff)
-        step, notes, todo = await self._reconcile(settled, now)
+        step, notes, todo = (
+            (None, [], None)
+            if self._reconciler is None
+            else await self._reconciler.step(settled, now, self.ledger)
+        )
         if step is not None and step.events:
             settled = replace(settled, events=settled.events + step.events)
         heartbeat = (
@@ -394,33 +362,6 @@ class CompanyPoller:
             )
         return snapshot
 
-    def _fit(self, snapshot: Snapshot) -> Snapshot:
-        """Cut jobs whose records would exceed the record limit (each job measured once)."""
-        limit = self._poll.max_record_bytes
-        memo, fitted = self._fitted, {}
-        jobs: list[JobSnapshot] = []
-        for job in snapshot.jobs:
-            seen = memo.get(job.job_handle)
-            if seen is not None and seen[0] is job:
-                out = seen[1]
-            else:
-                out = fit(job, limit)
-                if out is not job and (seen is None or not seen[1].truncated):
-                    self._metrics.jobs_truncated.inc()
-                    log.warning(
-                        "job_truncated",
-                        company=self.handle,
-                        job=job.job_handle,
-                        bytes=job_record_bytes(job),
-                        limit=limit,
-                    )
-            fitted[job.job_handle] = (job, out)
-            jobs.append(out)
-        self._fitted = fitted
-        if all(a is b for a, b in zip(jobs, snapshot.jobs, strict=True)):
-            return snapshot
-        return Snapshot(snapshot.company_handle, tuple(jobs))
-
     def _resync(self) -> bool:
         """Continue from what Kafka really committed after an uncertain commit (False: not yet)."""
         assert self._resync_epoch is not None
@@ -437,13 +378,27 @@ class CompanyPoller:
         self._status.tracked_jobs = len(state)
         # The ledger was committed in the same transactions as the state: re-read it too.
         self.ledger = self._publisher.committed_ledger(self.handle, self._resync_epoch)
-        self._todo = []
         self._status.reconciled_to = None if self.ledger is None else self.ledger.watermark
         # Which snapshot the committed state came from is not known: diff as after a restore.
         self._prev_poll_at = None
         self._resync_epoch = None
-        self._reconcile_soon()
+        if self._reconciler is not None:
+            self._reconciler.reset()
         return True
+
+    def _advance_ledger(
+        self, ledger: CompanyLedger | None, step: LedgerStep | None, todo: list[Window] | None
+    ) -> None:
+        """The cycle committed: its ledger is the company's (and what its pass left to list)."""
+        self.ledger = ledger
+        if ledger is not None:
+            self._status.reconciled_to = ledger.watermark
+        if self._reconciler is not None:
+            self._reconciler.advance(step, todo)
+
+    def _reconcile_soon(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.soon()
 
     def _advance(self, state: dict[str, TrackedJob], now: datetime) -> None:
         """The cycle committed: its state is the new base of the next diff."""
@@ -452,174 +407,6 @@ class CompanyPoller:
         self._gap = False
         self._degraded = False
         self._status.tracked_jobs = len(state)
-
-    # ---- reconciliation ------------------------------------------------------------------------
-
-    async def _reconcile(
-        self, settled: Settled, now: datetime
-    ) -> tuple[LedgerStep | None, list[Record], list[Window] | None]:
-        """The cycle's ledger step: its completions remembered, and a pass's when one is due.
-
-        Returns the step (None when reconciliation is off), the notifications to commit, and
-        the windows the pass left to list (None when no pass ran).
-        """
-        policy = self._recon
-        if policy is None:
-            return None, [], None
-        completions = [e for e in settled.events if isinstance(e, JobCompleted)]
-        done = _Pass(self.ledger)
-        if self._monotonic() >= self._recon_due:
-            done = await self._pass(policy)
-        try:
-            step = ledger_step(
-                done.base, completions, reading=done.reading, pages=done.pages,
-                company=self.handle, tracked=settled.state, now=now, settings=policy.rules,
-            )  # fmt: skip
-        except ValueError as exc:
-            # Pages that do not fit the ledger (a bug): the pass is lost, the cycle is not.
-            log.exception("reconcile_pages_refused", company=self.handle, error=str(exc))
-            done = _Pass(done.base, ran=True, failure=(INTERNAL_ERROR, str(exc)))
-            step = ledger_step(
-                self.ledger, completions, reading=None, pages=None,
-                company=self.handle, tracked=settled.state, now=now, settings=policy.rules,
-            )  # fmt: skip
-        if not done.ran:
-            return step, [], None
-        if done.failure is not None:
-            # The next pass starts from the watermark again.
-            return step, self._reconcile_failed(*done.failure, done.pages, now), []
-        return step, self._reconcile_succeeded(policy, done.complete, now), done.todo
-
-    async def _pass(self, policy: ReconcilePolicy) -> _Pass:
-        """List the job log for the company's window (see :class:`_Pass`).
-
-        The window comes from the latest IPS clock reading known; without one, or when that
-        reading shows nothing new, a one-row request reads IPS's clock first. A full reply is
-        split; the pass stops at its request or time budget with the pages it has.
-        """
-        rules = policy.rules
-        pages: list[Page] = []
-        done = _Pass(self.ledger, pages=pages, ran=True)
-        requests = 0
-        todo = done.todo = list(self._todo) if self.ledger is not None else []
-        try:
-            async with asyncio.timeout(policy.max_pass_s):
-                known = self._ips_now
-                if not todo:
-                    whole = None if known is None else self._window(done, known, rules)
-                    if whole is None:
-                        at = None if done.base is None else done.base.watermark
-                        known = done.reading = self._read_clock(await self._list_logs(at, at, 1))
-                        requests += 1
-                        if known is None:
-                            done.failure = ("no_ips_time", "IPS replies carry no Date or dates")
-                            return done
-                        whole = self._window(done, known, rules)
-                    todo.extend(() if whole is None else (whole,))
-                while todo and requests < policy.max_requests:
-                    head = todo[0]  # popped once answered: a pass cut short keeps it to list
-                    listing = await self._list_logs(head.start, head.end, rules.max_rows)
-                    requests += 1
-                    done.reading = self._read_clock(listing) or done.reading
-                    got = listed(head, listing.logs, rules.max_rows)
-                    del todo[0]
-                    if isinstance(got, Page):
-                        pages.append(got)
-                    else:
-                        todo[:0] = got
-                done.complete = not todo
-        except TimeoutError:
-            if not pages:
-                done.failure = ("timeout", f"no complete page within {policy.max_pass_s:g}s")
-        except WindowTooFull as exc:
-            done.failure = ("window_too_full", str(exc))
-        except IpsError as exc:
-            done.failure = (getattr(exc, "kind", type(exc).__name__), str(exc))
-        if done.failure is not None and not pages:
-            done.pages = None  # nothing was listed: the ledger only remembers the completions
-        return done
-
-    @staticmethod
-    def _window(done: _Pass, known: datetime, rules: ReconcileSettings) -> Window | None:
-        """The window to list by IPS time ``known``; a company's first ledger starts there."""
-        if done.base is None:
-            done.base = start(known, rules)
-        return window(done.base, known, rules)
-
-    async def _list_logs(
-        self, start_at: datetime | None, end_at: datetime | None, rows: int
-    ) -> JobLogListing:
-        async with self._log_sem:
-            return await self._client.list_job_logs(
-                self.handle, start=start_at, end=end_at, num_rows=rows
-            )
-
-    def _read_clock(self, listing: JobLogListing) -> datetime | None:
-        """IPS's clock as a reply shows it (its Date, its logs' dates), after what was known.
-
-        None when the reply shows no time; the latest reading is remembered.
-        """
-        shown = [t for t in (listing.server_time, latest_log_time(listing.logs)) if t is not None]
-        if not shown:
-            return None
-        reading = max(shown) if self._ips_now is None else max(*shown, self._ips_now)
-        self._ips_now = reading
-        return reading
-
-    def _reconcile_failed(
-        self, kind: str, message: str, pages: list[Page] | None, at: datetime
-    ) -> list[Record]:
-        self._recon_failures += 1
-        n = self._recon_failures
-        delay = self._backoff.delay(n, self._uniform)
-        self._recon_due = self._monotonic() + delay
-        self._metrics.reconcile_passes.labels("failed").inc()
-        self._metrics.reconcile_failures.labels(kind).inc()
-        self._status.reconcile_error = f"{kind}: {message}"[:500]
-        log.warning(
-            "reconcile_failed",
-            company=self.handle,
-            kind=kind,
-            error=message[:500],
-            pages=len(pages or ()),
-            failures=n,
-            retry_in_s=round(delay, 2),
-        )
-        if n >= self._poll.failures_before_degraded and not self._recon_degraded:
-            self._recon_degraded = True
-            what = f"job logs cannot be read ({kind}): {message}"[:1000]
-            return [self._notification("reconcile_failing", what, at)]
-        return []
-
-    def _reconcile_succeeded(
-        self, policy: ReconcilePolicy, complete: bool, at: datetime
-    ) -> list[Record]:
-        self._recon_failures = 0
-        self._status.reconcile_error = None
-        self._metrics.reconcile_passes.labels("complete" if complete else "partial").inc()
-        # A pass cut short by its budget goes on in the next cycle.
-        self._recon_due = self._monotonic() + (policy.interval_s if complete else 0.0)
-        if self._recon_degraded:
-            self._recon_degraded = False
-            return [self._notification("reconcile_recovered", "job logs are read again", at)]
-        return []
-
-    def _reconcile_soon(self) -> None:
-        """After a gap the next cycle runs a pass, unless passes are backing off after failures."""
-        if self._recon_failures == 0:
-            self._recon_due = 0.0
-
-    def _advance_ledger(
-        self, ledger: CompanyLedger | None, step: LedgerStep | None, todo: list[Window] | None
-    ) -> None:
-        """The cycle committed: its ledger is the company's (and what its pass left to list)."""
-        self.ledger = ledger
-        if todo is not None:
-            self._todo = todo
-        if ledger is not None:
-            self._status.reconciled_to = ledger.watermark
-        if step is not None and step.events:
-            self._metrics.reconciled_jobs.inc(len(step.events))
 
     # ---- job logs of vanished jobs ------------------------------------------------------------
 
@@ -705,7 +492,7 @@ class CompanyPoller:
 
     async def _publish(self, records: Sequence[Record]) -> bool:
         """Commit the cycle; records Kafka refuses go to the dead letter, the rest is committed."""
-        records = self._within_limit(records)
+        records = self._records.within_limit(records, self._clock())
         for attempt in (1, 2):
             try:
                 await self._publisher.publish(records)
@@ -713,7 +500,7 @@ class CompanyPoller:
                 raise
             except RecordRejected as exc:
                 if attempt == 1:
-                    records = self._dead_letters(records, exc.rejections)
+                    records = self._records.dead_letters(records, exc.rejections, self._clock())
                     continue
                 return self._publish_failed(exc)
             except PublishError as exc:
@@ -730,61 +517,3 @@ class CompanyPoller:
         self._metrics.commit_failures.inc()
         log.warning("publish_failed", company=self.handle, error=str(exc))
         return False
-
-    def _within_limit(self, records: Sequence[Record]) -> list[Record]:
-        """Records above the record limit never reach Kafka: each becomes a dead letter."""
-        limit = self._poll.max_record_bytes
-        over = [
-            Rejection(r.topic, r.key, f"{size} bytes, above kafka.max_record_bytes ({limit})")
-            for r in records
-            if (size := record_bytes(r)) > limit
-        ]
-        return self._dead_letters(records, over) if over else list(records)
-
-    def _dead_letters(
-        self, records: Sequence[Record], rejections: Sequence[Rejection]
-    ) -> list[Record]:
-        """``records`` with each refused one replaced by a ``record_rejected`` notification."""
-        refused = {(r.topic, r.key): r for r in rejections}
-        out: list[Record] = []
-        now = self._clock()
-        for record in records:
-            why = refused.get((record.topic, record.key))
-            if why is None:
-                out.append(record)
-                continue
-            # The key may be what is too large: name the job by an excerpt.
-            job = (record.key or b"").decode(errors="replace")[:1000]
-            self._metrics.records_rejected.labels(_reason(why.reason)).inc()
-            log.error(
-                "record_rejected",
-                company=self.handle,
-                topic=record.topic,
-                job=job,
-                error=why.reason,
-            )
-            out.append(
-                encode_notification(
-                    "record_rejected",
-                    self.handle,
-                    f"record of job {job} on {record.topic} not published: {why.reason}"[:1000],
-                    now,
-                    source=self._source,
-                    topics=self._topics,
-                    job=(record.topic, job),
-                )
-            )
-        return out
-
-
-def record_bytes(record: Record) -> int:
-    """What a record weighs on the wire, roughly: key, value and headers."""
-    return (
-        len(record.key or b"")
-        + len(record.value or b"")
-        + sum(len(k) + len(v) for k, v in record.headers)
-    )
-
-
-def _reason(reason: str) -> str:
-    return "too_large" if "bytes" in reason or "TooLarge" in reason else "refused"

@@ -27,15 +27,15 @@ from streamer.encode import TopicNames
 from streamer.ips import IpsClient, IpsSettings
 from streamer.kafka import (
     CommitStats,
-    CompanyStates,
     FencedError,
     Publisher,
-    restore_state,
 )
 from streamer.kafka_access import wait_for_access
 from streamer.metrics import Metrics
-from streamer.poller import CompanyPoller, PollSettings, ReconcilePolicy, company_source
+from streamer.poller import CompanyPoller, PollSettings, company_source
 from streamer.reconcile import CompanyLedger, ReconcileSettings
+from streamer.reconciler import ReconcilePolicy
+from streamer.restore import CompanyStates, restore_state
 from streamer.retry import Backoff, Stopped, sleep_or_stop, until_stopped
 from streamer.shards import ShardCoordinator, ShardOwner, ShardPlan, companies_by_shard
 from streamer.status import CommitWatch, CompanyStatus, ServiceStatus

@@ -27,7 +27,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.partitioner import murmur2
 
-from streamer.kafka import CompanyStates, FencedError, Publisher, PublishError
+from streamer.kafka import FencedError, Publisher, PublishError
+from streamer.restore import CompanyStates, RestoreError
+from streamer.retry import Backoff, sleep_or_stop
 
 __all__ = [
     "ShardCoordinator",
@@ -39,6 +41,8 @@ __all__ = [
 
 log = structlog.get_logger("streamer.shards")
 
+#: Between attempts to read a shard's checkpoint at takeover.
+RESTORE_BACKOFF = Backoff(initial_s=1.0, max_s=30.0)
 #: How long closing the group consumer may take on the way out.
 LEAVE_TIMEOUT_S = 3.0
 
@@ -99,7 +103,18 @@ class ShardOwner:
         await publisher.start(self.stop)
         assert publisher.task is not None
         publisher.task.add_done_callback(self._publisher_ended)
-        states = await self.plan.restore()
+        failures = 0
+        while True:
+            try:
+                states = await self.plan.restore()
+                break
+            except RestoreError as exc:
+                # The checkpoint could not be read to its end in time: the shard waits (its
+                # companies are not polled against a partial state), and tries again.
+                failures += 1
+                log.warning("shard_restore_failed", shard=self.shard, error=str(exc))
+                if await sleep_or_stop(self.stop, RESTORE_BACKOFF.delay(failures)):
+                    return
         if self.stop.is_set():
             return
         for company, loop in self.plan.loops(publisher, states, self.stop):

@@ -19,8 +19,9 @@ from streamer.ips import JobLogListing
 from streamer.kafka import PublishError
 from streamer.metrics import Metrics
 from streamer.model import JobLog, Snapshot, TrackedJob
-from streamer.poller import BatchSink, CompanyPoller, PollSettings, ReconcilePolicy
+from streamer.poller import BatchSink, CompanyPoller, PollSettings
 from streamer.reconcile import CompanyLedger
+from streamer.reconciler import ReconcilePolicy
 from streamer.status import CompanyStatus, ServiceStatus
 from tests.test_diff import COMPANY, T0
 

@@ -53,8 +53,14 @@ async def test_refused_record_fails_alone_and_becomes_a_dead_letter(
                 company="c|b")  # fmt: skip
         results = await asyncio.wait_for(asyncio.gather(a.poller.cycle(), b.poller.cycle()), 120)
         assert all(r is None for r in results), results
-        assert set(a.poller.state) == {"j|wide", "j|a1"}
-        assert set(b.poller.state) == {"j|b1"}
+        # Under load a retried transaction may end uncertain: the next cycles settle it.
+        for r, want in ((a, {"j|wide", "j|a1"}), (b, {"j|b1"})):
+            for _ in range(5):
+                if set(r.poller.state) == want:
+                    break
+                await asyncio.wait_for(publisher.wait_healthy(), 60)
+                await asyncio.wait_for(r.poller.cycle(), 120)
+            assert set(r.poller.state) == want
     finally:
         stop.set()
         await publisher.stop()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from streamer.config import ConfigError, Settings, load_config
-from streamer.poller import ReconcilePolicy
 from streamer.reconcile import ReconcileSettings
+from streamer.reconciler import ReconcilePolicy
 from streamer.service import reconcile_for, reconcile_policy
 
 MINIMAL = """

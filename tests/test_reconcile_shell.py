@@ -13,8 +13,9 @@ from streamer.encode import Record
 from streamer.ips import IpsTransportError, JobLogListing
 from streamer.kafka import CommitUncertain
 from streamer.model import JobLog, Snapshot
-from streamer.poller import PollSettings, ReconcilePolicy
+from streamer.poller import PollSettings
 from streamer.reconcile import CompanyLedger, LedgerStep, ReconcileSettings, ledger_step
+from streamer.reconciler import ReconcilePolicy
 from tests.shell_fakes import TOPICS, Rig, ScriptedIps, rig, sample
 from tests.test_diff import COMPANY, T0, job, snap
 
@@ -299,7 +300,7 @@ async def test_pages_the_ledger_refuses_fail_the_pass_not_the_cycle(
             raise ValueError("pages leave a hole")
         return ledger_step(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("streamer.poller.ledger_step", refuse_pages)
+    monkeypatch.setattr("streamer.reconciler.ledger_step", refuse_pages)
     fake = ScriptedIps(snap(job("j|1")))
     fake.server_time = ips(100)
     fake.job_logs = [joblog("j|x", 50)]
