@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 import structlog
 from aiohttp import web
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from streamer.config import Settings
 from streamer.diff import DiffSettings
@@ -225,7 +226,10 @@ class Service:
                 consumer_kwargs=self._group_kwargs(kafka_kwargs),
                 shards_topic=self.topics.shards,
                 plans=self._plans(clients, kafka_kwargs),
-                handover_timeout_s=min(cfg.shutdown.drain_timeout_s, cfg.kafka.session_timeout_s),
+                # Below the rebalance timeout (= session timeout): the group waits for us.
+                handover_timeout_s=min(
+                    cfg.shutdown.drain_timeout_s, 0.8 * cfg.kafka.session_timeout_s
+                ),
                 on_change=self._shards_changed,
                 on_taken=self._shard_taken,
                 on_step_down=self._shard_stepped_down,
@@ -277,6 +281,8 @@ class Service:
             "heartbeat_interval_ms": max(1000, session_ms // 5),
             "rebalance_timeout_ms": session_ms,
             "auto_offset_reset": "latest",
+            # Not sticky: a sticky-assignor group was reported stuck rebalancing for ~45 min.
+            "partition_assignment_strategy": (RoundRobinPartitionAssignor,),
         }
 
     def _plans(
