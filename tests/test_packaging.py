@@ -115,6 +115,33 @@ def test_installed_commands_answer_without_the_checkout(installed: Installed) ->
     assert "Exit codes" in help_text.stdout
 
 
+def test_shell_completion_comes_with_the_installed_command(installed: Installed) -> None:
+    """click's completion (README: ``_STREAMER_COMPLETE=bash_source streamer``) works from the
+    wheel: the script is generated and completes command and option names."""
+    script = subprocess.run(
+        [installed.bin("streamer")],
+        cwd=installed.cwd,
+        env=installed.env(_STREAMER_COMPLETE="bash_source"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "complete -o nosort -F _streamer_completion streamer" in script.stdout
+    words = subprocess.run(
+        [installed.bin("streamer")],
+        cwd=installed.cwd,
+        env=installed.env(
+            _STREAMER_COMPLETE="bash_complete", COMP_WORDS="streamer tail --co", COMP_CWORD="2"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert words.stdout.split() == ["plain,--config", "plain,--company"]
+
+
 def test_package_data_and_only_runtime_dependencies_are_installed(installed: Installed) -> None:
     """The demo config, every JSON Schema and the WSDL come from the installed package (not the
     checkout), and no dev tool was installed with it."""
