@@ -798,13 +798,13 @@ async def _consume(
         for event in merger.release(lagging):
             shown_here = state.matches(event)
             state.apply(event)
+            if not shown_here or (lines and event.type == "streamer.heartbeat" and not heartbeats):
+                continue
             if lines:
-                if not shown_here or (event.type == "streamer.heartbeat" and not heartbeats):
-                    continue
                 print(describe(event.topic, event.headers, event.value), flush=True)
-                shown += 1
-                if max_records is not None and shown >= max_records:
-                    return
+            shown += 1
+            if max_records is not None and shown >= max_records:
+                return
         if live is not None:
             quiet = now - last_data
             # Heartbeats arrive every poll interval: silence means the streamer or Kafka is down.
