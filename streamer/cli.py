@@ -26,7 +26,7 @@ def _load(path: Path | None) -> Settings:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ips-job-streamer")
+@click.version_option(None, "-V", "--version", package_name="ips-job-streamer")
 def main() -> None:
     """Stream Adobe Dynamic Media Classic (Scene7) IPS job changes into Kafka."""
 
@@ -162,30 +162,62 @@ def simulate(
 
 
 @main.command("tail")
-@click.option("--bootstrap", default="127.0.0.1:9092", show_default=True)
-@click.option("--topic-prefix", default="ips", show_default=True)
-@click.option("--lines", is_flag=True, help="One line per event instead of the live table.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Read the Kafka settings (bootstrap servers, TLS, SASL, topic prefix) from the "
+    "daemon's TOML configuration and STREAMER_* environment.",
+)
+@click.option(
+    "--bootstrap", default=None, help="Kafka bootstrap servers.  [default: 127.0.0.1:9092]"
+)
+@click.option("--topic-prefix", default=None, help="Topic prefix.  [default: ips]")
+@click.option("--company", "companies", multiple=True, help="Show only this company (repeatable).")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    help="Show only this job type (ImageServingPublish, ...) or, with a dot, this event type "
+    "(job.completed, streamer.notification, ...). Repeatable.",
+)
+@click.option("--lines", is_flag=True, help="One line per event instead of the live view.")
 @click.option("--from-beginning", is_flag=True, help="Start at the earliest retained record.")
 @click.option("--heartbeats", is_flag=True, help="Also print heartbeat records (line view).")
 @click.option("--max-records", type=int, default=None, help="Stop after showing N records.")
 def tail_cmd(
-    bootstrap: str,
-    topic_prefix: str,
+    config_path: Path | None,
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    companies: tuple[str, ...],
+    types: tuple[str, ...],
     lines: bool,
     from_beginning: bool,
     heartbeats: bool,
     max_records: int | None,
 ) -> None:
-    """Show the job topics live (read_committed), as a table or as lines."""
-    from streamer.tail import run_tail
+    """Show the job topics live (read_committed): a live view on a terminal, lines otherwise.
 
+    Waits (saying why, once) while the broker is unreachable or the topics do not exist yet.
+    """
+    from streamer.tail import Filters, run_tail
+
+    client_kwargs: dict[str, Any] = {"bootstrap_servers": "127.0.0.1:9092"}
+    prefix = "ips"
+    if config_path is not None:
+        kafka = _load(config_path).kafka
+        client_kwargs = dict(kafka.client_kwargs())
+        prefix = kafka.topic_prefix
+    if bootstrap is not None:
+        client_kwargs["bootstrap_servers"] = bootstrap
     run_tail(
-        {"bootstrap_servers": bootstrap},
-        TopicNames.with_prefix(topic_prefix),
+        client_kwargs,
+        TopicNames.with_prefix(topic_prefix or prefix),
         lines=lines,
         from_beginning=from_beginning,
         heartbeats=heartbeats,
         max_records=max_records,
+        filters=Filters.of(companies, types),
     )
 
 

@@ -50,8 +50,8 @@ def test_kubernetes_manifest_uses_the_pod_name_as_static_member_id() -> None:
 
     import yaml
 
-    doc = yaml.safe_load((Path(__file__).parents[1] / "deploy" / "kubernetes.yaml").read_text())
-    assert doc["kind"] == "StatefulSet"
+    path = Path(__file__).parents[1] / "deploy" / "kubernetes.yaml"
+    doc = next(d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "StatefulSet")
     container = doc["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["STREAMER_KAFKA__GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"] == {
