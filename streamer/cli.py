@@ -200,7 +200,8 @@ def tail_cmd(
 
     Waits (saying why, once) while the broker is unreachable or the topics do not exist yet.
     """
-    from streamer.tail import Filters, run_tail
+    from streamer.tail import run_tail
+    from streamer.tail_state import Filters
 
     client_kwargs: dict[str, Any] = {"bootstrap_servers": "127.0.0.1:9092"}
     prefix = "ips"

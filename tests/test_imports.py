@@ -24,6 +24,8 @@ NOT_AT_RUN = (
     "streamer.localkafka",
     "streamer.demo",
     "streamer.tail",
+    "streamer.tail_screen",
+    "streamer.tail_state",
     "streamer.check",
     "streamer.simulator",
     "streamer.simulator.",

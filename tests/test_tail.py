@@ -23,15 +23,8 @@ from rich.console import Console
 
 from streamer.encode import TopicNames
 from streamer.localkafka import free_port
-from streamer.tail import (
-    MIN_RECENT,
-    Event,
-    Filters,
-    Merger,
-    TailState,
-    decode_event,
-    render_screen,
-)
+from streamer.tail_screen import MIN_RECENT, render_screen
+from streamer.tail_state import Event, Filters, Merger, TailState, decode_event
 from streamer.topics import ensure_topics
 from tests.conftest import SaslBroker
 from tests.harness import wait_until, write_config
