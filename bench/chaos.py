@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamer import localkafka
-from tests.chaos import run_chaos
+from tests.chaos import report_lines, run_chaos
 
 
 def main() -> int:
@@ -58,33 +58,9 @@ def main() -> int:
         localkafka.stop(state)
     r = result.report
     print(f"kills:                          {result.kills}")
-    print(f"ground-truth transitions:       {r.expected}")
-    print(f"delivered:                      {r.delivered}")
-    print(f"missing:                        {len(r.missing)}")
-    print(f"duplicated:                     {len(r.duplicated)}")
-    print(f"extra:                          {len(r.extra)}")
-    print(f"wrong outcome:                  {len(r.wrong_outcome)}")
-    print(f"flagged as possibly skipped:    {len(r.skipped_flagged)}")
-    print(f"seen only by uncommitted polls: {len(r.uncommitted)}")
-    print(f"ground-truth jobs finished:     {r.jobs}  (no committed poll saw {r.unseen_jobs})")
-    print(f"job.completed delivered:        {r.completions}  ({r.reconciled} reconciled)")
-    print(f"completions missing:            {len(r.completion_missing)}")
-    print(f"completions duplicated:         {len(r.completion_duplicated)}")
-    print(f"completions extra:              {len(r.completion_extra)}")
+    print("\n".join(report_lines(r)))
     print(f"final run exit code:            {result.exit_code}")
     print(f"seconds:                        {result.seconds:.1f}  (logs in {tmp})")
-    for name in (
-        "missing",
-        "duplicated",
-        "extra",
-        "wrong_outcome",
-        "out_of_order",
-        "completion_missing",
-        "completion_duplicated",
-        "completion_extra",
-    ):
-        for item in getattr(r, name)[:10]:
-            print(f"  {name}: {item}")
     return 0 if r.ok and result.exit_code == 0 else 1
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamer import localkafka
+from tests.chaos import report_lines
 from tests.group_chaos import run_group_chaos
 
 
@@ -51,18 +52,10 @@ def main() -> int:
     r = result.report
     print(f"instances:                      {result.instances}")
     print(f"kills:                          {result.kills}")
-    print(f"ground-truth transitions:       {r.expected}")
-    print(f"delivered:                      {r.delivered}")
-    print(f"missing:                        {len(r.missing)}")
-    print(f"duplicated:                     {len(r.duplicated)}")
-    print(f"extra:                          {len(r.extra)}")
-    print(f"wrong outcome:                  {len(r.wrong_outcome)}")
-    print(f"flagged as possibly skipped:    {len(r.skipped_flagged)}")
-    print(f"seen only by uncommitted polls: {len(r.uncommitted)}")
+    print("\n".join(report_lines(r)))
     print(f"final exit codes:               {result.exit_codes}")
     print(f"seconds:                        {result.seconds:.1f}  (logs in {tmp})")
-    ok = not (r.missing or r.duplicated or r.extra or r.wrong_outcome)
-    return 0 if ok and all(c == 0 for c in result.exit_codes) else 1
+    return 0 if r.ok and all(c == 0 for c in result.exit_codes) else 1
 
 
 if __name__ == "__main__":

@@ -55,6 +55,37 @@ def wait_reconciled(stack: Stack, timeout_s: float = 60) -> None:
     wait_until(caught_up, timeout_s, interval_s=0.5, what="every company reconciled")
 
 
+def report_lines(r: Report) -> list[str]:
+    """The verifier's counts and its first findings, as the chaos commands print them."""
+    lines = [
+        f"ground-truth transitions:       {r.expected}",
+        f"delivered:                      {r.delivered}",
+        f"missing:                        {len(r.missing)}",
+        f"duplicated:                     {len(r.duplicated)}",
+        f"extra:                          {len(r.extra)}",
+        f"wrong outcome:                  {len(r.wrong_outcome)}",
+        f"flagged as possibly skipped:    {len(r.skipped_flagged)}",
+        f"seen only by uncommitted polls: {len(r.uncommitted)}",
+        f"ground-truth jobs finished:     {r.jobs}  (no committed poll saw {r.unseen_jobs})",
+        f"job.completed delivered:        {r.completions}  ({r.reconciled} reconciled)",
+        f"completions missing:            {len(r.completion_missing)}",
+        f"completions duplicated:         {len(r.completion_duplicated)}",
+        f"completions extra:              {len(r.completion_extra)}",
+    ]
+    for name in (
+        "missing",
+        "duplicated",
+        "extra",
+        "wrong_outcome",
+        "out_of_order",
+        "completion_missing",
+        "completion_duplicated",
+        "completion_extra",
+    ):
+        lines.extend(f"  {name}: {item}" for item in getattr(r, name)[:10])
+    return lines
+
+
 @dataclass
 class ChaosResult:
     """What a chaos run did and what the verifier found."""
