@@ -19,9 +19,12 @@ through :func:`decode_checkpoint`:
   ``null`` when it equals the snapshot's status (nearly always);
 * its ``ce_id`` is ``<jobHandle>:<sequence>:<digest of the value>``: a checkpoint also changes
   without a new event (a vanished job, a held-back progress change); ``ce_time`` is the latest of
-  the job's times;
+  the job's times; ``ce_source`` is the job's (as its events'), ``ce_sequence`` the sequence of
+  the job's last event (several checkpoints of one job can carry the same);
 * reading it back refuses wrong JSON types rather than coercing them, and works at any nesting
-  depth of the sub-job tree, as writing it does.
+  depth of the sub-job tree, as writing it does;
+* it reads both contracts: the v2 sub-job object and the v1 ``[name, value]`` pairs, so that a
+  checkpoint written before the upgrade restores.
 """
 
 from __future__ import annotations
@@ -33,7 +36,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from streamer.encode import Record, TopicNames, cloudevent_headers
+from streamer.encode import (
+    DEFAULT_CONTRACT,
+    Contract,
+    Record,
+    TopicNames,
+    cloudevent_headers,
+    job_source,
+)
 from streamer.jsontext import compact_json, datetime_text, tracked_json
 from streamer.model import (
     JobSnapshot,
@@ -57,7 +67,8 @@ __all__ = [
     "ledger_key",
 ]
 
-#: ``ce_source`` of checkpoint records when the caller names none.
+#: The company ``source`` of checkpoint records when the caller names none (a job's checkpoint
+#: gets ``<source>/jobs/<jobHandle>``, a ledger this source itself).
 CHECKPOINT_SOURCE = "ips-job-streamer"
 #: What every ledger key starts with; no ``jobHandle`` can (XML text holds no NUL).
 LEDGER_KEY_PREFIX = b"\x00ledger:"
@@ -66,9 +77,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def encode_checkpoint(
-    tracked: TrackedJob, *, topics: TopicNames, source: str = CHECKPOINT_SOURCE
+    tracked: TrackedJob,
+    *,
+    topics: TopicNames,
+    source: str = CHECKPOINT_SOURCE,
+    contract: Contract = DEFAULT_CONTRACT,
 ) -> Record:
-    """The compacted ``latest`` record of a tracked job (key ``jobHandle``)."""
+    """The compacted ``latest`` record of a tracked job (key ``jobHandle``; ``source``: the
+    company's, as for its events)."""
     value = tracked_json(tracked).encode()
     handle = tracked.snapshot.job_handle
     times = (tracked.last_seen_at, tracked.last_progress_at, tracked.last_moved_at)
@@ -80,12 +96,13 @@ def encode_checkpoint(
         value=value,
         headers=cloudevent_headers(
             f"{handle}:{tracked.sequence}:{digest}",
-            source,
+            job_source(source, handle),
             "job.latest",
             handle,
             datetime_text(last),
             tracked.sequence,
             "job.latest",
+            contract=contract,
         ),
     )
 
@@ -125,7 +142,12 @@ def is_ledger_key(key: bytes) -> bool:
 
 
 def encode_ledger(
-    company: str, ledger: CompanyLedger, *, topics: TopicNames, source: str = CHECKPOINT_SOURCE
+    company: str,
+    ledger: CompanyLedger,
+    *,
+    topics: TopicNames,
+    source: str = CHECKPOINT_SOURCE,
+    contract: Contract = DEFAULT_CONTRACT,
 ) -> Record:
     """The private checkpoint record of a company's ledger (key :func:`ledger_key`)."""
     watermark = ledger.watermark
@@ -155,6 +177,7 @@ def encode_ledger(
             text,
             max(0, _micros(watermark - _EPOCH)),
             "streamer.ledger",
+            contract=contract,
         ),
     )
 
@@ -256,8 +279,48 @@ def _status_from(raw: dict[str, Any], dts: dict[str, datetime]) -> JobStatus:
 
 
 def _tree_from(raw: Any) -> XmlTree:
-    # An explicit stack instead of recursion, like the writer's: any depth that was written
-    # can be read back. Each open node: its [name, value] pairs still to read, the pairs
+    """A sub-job tree from its v2 object, or from the v1 ``[name, value]`` pairs."""
+    return _object_tree_from(raw) if isinstance(raw, dict) else _pairs_tree_from(raw)
+
+
+def _members(node: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """An object's members as (name, value) pairs, an array member as one pair per item."""
+    for name, value in node.items():
+        if isinstance(value, list):
+            if len(value) < 2:
+                raise ValueError(f"sub-job field {name!r}: an array holds 2 or more values")
+            for item in value:
+                if not isinstance(item, str | dict):  # an array is never nested in an array
+                    raise TypeError(f"sub-job field {name!r}: unexpected array item {item!r}")
+                yield name, item
+        else:
+            yield name, value
+
+
+def _object_tree_from(raw: dict[str, Any]) -> XmlTree:
+    # As _pairs_tree_from: an explicit stack, so that any depth that was written reads back.
+    top: list[tuple[str, str | XmlTree]] = []
+    stack: list[tuple[Iterator[tuple[str, Any]], list[tuple[str, str | XmlTree]], str]] = [
+        (_members(raw), top, "")
+    ]
+    while stack:
+        members, built, _ = stack[-1]
+        for name, value in members:
+            if isinstance(value, str):
+                built.append((name, value))
+            else:  # a nested element: read it first, this node's iterator waits where it is
+                stack.append((_members(_as(value, dict)), [], name))
+                break
+        else:
+            _, _, own_name = stack.pop()
+            if stack:
+                stack[-1][1].append((own_name, tuple(built)))
+    return tuple(top)
+
+
+def _pairs_tree_from(raw: Any) -> XmlTree:
+    # Contract v1. An explicit stack instead of recursion, like the writer's: any depth that
+    # was written can be read back. Each open node: its [name, value] pairs still to read, the pairs
     # already rebuilt, and its own name in its parent.
     top: list[tuple[str, str | XmlTree]] = []
     stack: list[tuple[Iterator[Any], list[tuple[str, str | XmlTree]], str]] = [(iter(raw), top, "")]

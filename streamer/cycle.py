@@ -24,7 +24,15 @@ from datetime import datetime
 
 from streamer.checkpoint import encode_checkpoint
 from streamer.diff import DiffResult, DiffSettings, complete
-from streamer.encode import Record, TopicNames, encode_event, encode_heartbeat, encode_tombstone
+from streamer.encode import (
+    DEFAULT_CONTRACT,
+    Contract,
+    Record,
+    TopicNames,
+    encode_event,
+    encode_heartbeat,
+    encode_tombstone,
+)
 from streamer.model import Heartbeat, JobEvent, JobLog, Snapshot, TrackedJob
 
 __all__ = ["Settled", "cycle_records", "owned", "settle"]
@@ -106,16 +114,22 @@ def cycle_records(
     source: str,
     topics: TopicNames,
     heartbeat: Heartbeat | None = None,
+    contract: Contract = DEFAULT_CONTRACT,
 ) -> list[Record]:
     """The records of one settled cycle, in commit order (see the module docstring)."""
-    records = [encode_event(e, source=source, topics=topics) for e in settled.events]
+    records = [
+        encode_event(e, source=source, topics=topics, contract=contract) for e in settled.events
+    ]
     state = settled.state
-    latest = [encode_checkpoint(state[h], topics=topics) for h in settled.changed]
+    latest = [
+        encode_checkpoint(state[h], topics=topics, source=source, contract=contract)
+        for h in settled.changed
+    ]
     latest.extend(encode_tombstone(h, topics=topics) for h in settled.completed)
     records.extend(latest)
     # The same records again on the private checkpoint topic, which the publisher of the
     # company's shard writes to the shard's own partition (restorable per shard).
     records.extend(replace(r, topic=topics.checkpoint) for r in latest)
     if heartbeat is not None:
-        records.append(encode_heartbeat(heartbeat, source=source, topics=topics))
+        records.append(encode_heartbeat(heartbeat, source=source, topics=topics, contract=contract))
     return records

@@ -31,7 +31,14 @@ import structlog
 from streamer.checkpoint import encode_ledger
 from streamer.cycle import cycle_records, owned, settle
 from streamer.diff import DiffSettings, diff
-from streamer.encode import Record, TopicNames, encode_heartbeat, encode_notification
+from streamer.encode import (
+    DEFAULT_CONTRACT,
+    Contract,
+    Record,
+    TopicNames,
+    encode_heartbeat,
+    encode_notification,
+)
 from streamer.ips import AuthenticationFault, IpsError, IpsTransportError, JobLogListing
 from streamer.kafka import CommitUncertain, FencedError, PublishError, RecordRejected
 from streamer.metrics import Metrics
@@ -145,6 +152,7 @@ class CompanyPoller:
         sleep: Callable[[float], Awaitable[bool]] | None = None,
         reconcile: ReconcilePolicy | None = None,
         ledger: CompanyLedger | None = None,
+        contract: Contract = DEFAULT_CONTRACT,
     ) -> None:
         self.handle = handle
         self._client = client
@@ -155,6 +163,7 @@ class CompanyPoller:
         self._diff = diff_settings
         self._topics = topics
         self._source = source
+        self._contract = contract
         self._metrics = metrics
         self._status = status
         self._clock = clock
@@ -176,6 +185,7 @@ class CompanyPoller:
             metrics=metrics,
             source=source,
             topics=topics,
+            contract=contract,
         )
         # Set after an uncertain commit: the state must be re-read before the next diff.
         self._resync_epoch: int | None = None
@@ -301,11 +311,17 @@ class CompanyPoller:
             else None
         )
         records = cycle_records(
-            settled, source=self._source, topics=self._topics, heartbeat=heartbeat
+            settled,
+            source=self._source,
+            topics=self._topics,
+            heartbeat=heartbeat,
+            contract=self._contract,
         )
         ledger = self.ledger if step is None else step.ledger
         if ledger is not None and ledger is not self.ledger:
-            records.append(encode_ledger(self.handle, ledger, topics=self._topics))
+            records.append(
+                encode_ledger(self.handle, ledger, topics=self._topics, contract=self._contract)
+            )
         records.extend(notes)
         if self._degraded:
             records.append(self._notification("company_recovered", "polling succeeds again", now))
@@ -479,6 +495,7 @@ class CompanyPoller:
                     ),
                     source=self._source,
                     topics=self._topics,
+                    contract=self._contract,
                 )
             )
         if records:
@@ -487,7 +504,13 @@ class CompanyPoller:
 
     def _notification(self, kind: str, message: str, at: datetime) -> Record:
         return encode_notification(
-            kind, self.handle, message, at, source=self._source, topics=self._topics
+            kind,
+            self.handle,
+            message,
+            at,
+            source=self._source,
+            topics=self._topics,
+            contract=self._contract,
         )
 
     async def _publish(self, records: Sequence[Record]) -> bool:

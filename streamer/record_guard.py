@@ -15,7 +15,7 @@ from datetime import datetime
 
 import structlog
 
-from streamer.encode import Record, TopicNames, encode_notification
+from streamer.encode import DEFAULT_CONTRACT, Contract, Record, TopicNames, encode_notification
 from streamer.kafka import Rejection
 from streamer.limits import fit, job_record_bytes
 from streamer.metrics import Metrics
@@ -28,13 +28,21 @@ class RecordGuard:
     """One company's record limit: cut jobs, dead-letter records (see the module docstring)."""
 
     def __init__(
-        self, *, handle: str, limit: int, metrics: Metrics, source: str, topics: TopicNames
+        self,
+        *,
+        handle: str,
+        limit: int,
+        metrics: Metrics,
+        source: str,
+        topics: TopicNames,
+        contract: Contract = DEFAULT_CONTRACT,
     ) -> None:
         self.handle = handle
         self._limit = limit
         self._metrics = metrics
         self._source = source
         self._topics = topics
+        self._contract = contract
         # Per job handle: the last listed snapshot and what it was cut to (identity memo).
         self._fitted: dict[str, tuple[JobSnapshot, JobSnapshot]] = {}
 
@@ -105,6 +113,7 @@ class RecordGuard:
                     source=self._source,
                     topics=self._topics,
                     job=(record.topic, job),
+                    contract=self._contract,
                 )
             )
         return out

@@ -109,10 +109,23 @@ def _tree_of(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.lists(st.tuples(st.sampled_from(("items", "emailSetting", "x")) | texts, values))
 
 
-#: Sub-job definitions: nested ``(name, text-or-tree)`` tuples, repeated names allowed.
-xml_trees: st.SearchStrategy[XmlTree] = _tree_of(
+def schema_ordered(tree: XmlTree) -> XmlTree:
+    """``tree`` with each name's occurrences moved next to its first one, at every level: the
+    order of every document valid against the IPS schemas (sequences of distinct names)."""
+    groups: dict[str, list[str | XmlTree]] = {}
+    for name, value in tree:
+        groups.setdefault(name, []).append(
+            value if isinstance(value, str) else schema_ordered(value)
+        )
+    return tuple((name, value) for name, values in groups.items() for value in values)
+
+
+#: Any sub-job tree: nested ``(name, text-or-tree)`` tuples, repeated names anywhere.
+any_xml_trees: st.SearchStrategy[XmlTree] = _tree_of(
     st.recursive(texts, lambda inner: _tree_of(inner).map(tuple), max_leaves=6)
 ).map(tuple)
+#: Sub-job definitions as IPS sends them: repeated names allowed, a name's occurrences adjacent.
+xml_trees: st.SearchStrategy[XmlTree] = any_xml_trees.map(schema_ordered)
 sub_jobs = st.builds(SubJob, element=st.sampled_from(SUB_JOB_ELEMENTS), fields=xml_trees)
 
 

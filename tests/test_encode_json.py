@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.checkpoint import encode_checkpoint
-from streamer.encode import TopicNames, encode_event
+from streamer.encode import TopicNames, encode_event, full_type
 from streamer.model import (
     JobCompleted,
     JobEvent,
@@ -35,7 +35,7 @@ from streamer.model import (
     XmlTree,
     event_type,
 )
-from tests.strategies import job_events, tracked_jobs
+from tests.strategies import any_xml_trees, job_events, tracked_jobs
 
 TOPICS = TopicNames()
 SOURCE = "https://ips.example.com/companies/c%7C1"
@@ -95,8 +95,18 @@ def _status(status: JobStatus) -> dict[str, Any]:
     }
 
 
-def _tree(tree: XmlTree) -> list[Any]:
-    return [[name, value if isinstance(value, str) else _tree(value)] for name, value in tree]
+def _tree(tree: XmlTree) -> dict[str, Any]:
+    """Contract v2: one member per name (first occurrence order), repeated names as arrays."""
+    out: dict[str, Any] = {}
+    for name, value in tree:
+        item = value if isinstance(value, str) else _tree(value)
+        if name not in out:
+            out[name] = item
+        elif isinstance(out[name], list):  # items are str or dict: a list is a repeated name
+            out[name].append(item)
+        else:
+            out[name] = [out[name], item]
+    return out
 
 
 def _snapshot(job: JobSnapshot) -> dict[str, Any]:
@@ -158,7 +168,7 @@ def reference_event(e: JobEvent) -> bytes:
     """The event value as the dict-based encoder wrote it."""
     out: dict[str, Any] = {
         "eventId": e.event_id,
-        "type": event_type(e),
+        "type": full_type(event_type(e)),
         "companyHandle": e.company_handle,
         "jobHandle": e.job_handle,
         "sequence": e.sequence,
@@ -215,6 +225,16 @@ def test_checkpoint_text_equals_dict_encoding(tracked: TrackedJob) -> None:
 
 
 AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_xml_trees)
+def test_any_sub_job_tree_text_equals_dict_encoding(tree: XmlTree) -> None:
+    """Any sub-job tree, a name repeated anywhere, is written as its object would be encoded."""
+    event = JobObserved("c", "j", 1, AT, deep_job(tree))
+    assert encode_event(event, source=SOURCE, topics=TOPICS).value == reference_event(event)
+
+
 ODD_TEXTS = [
     'quote " backslash \\ slash /',
     "tab\tnew\nline\x01\x1f",
@@ -316,9 +336,9 @@ def deep_tree(depth: int, tag: str = "x") -> XmlTree:
 
 def deep_tree_json(depth: int, tag: str = "x") -> str:
     """The JSON text of ``deep_tree(depth, tag)``, spelled out without any JSON encoder."""
-    opens = "".join(f'[["before","{tag}{level}"],["child",' for level in range(depth))
-    closes = '],["after","\u00e9\\""]]' * depth
-    return f'{opens}[["leaf","{tag}-end"]]{closes}'
+    opens = "".join(f'{{"before":"{tag}{level}","child":' for level in range(depth))
+    closes = ',"after":"\u00e9\\""}' * depth
+    return f'{opens}{{"leaf":"{tag}-end"}}{closes}'
 
 
 def deep_job(tree: XmlTree) -> JobSnapshot:

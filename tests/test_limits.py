@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from streamer.encode import short_type
 from streamer.limits import ITEMS_PER_TASK, MESSAGE_CHARS, fit, job_record_bytes
 from streamer.model import JobStatus, SubJob, TaskItemProgress, TaskProgress
 from tests.shell_fakes import TOPICS, ScriptedIps, rig, sample
@@ -73,7 +74,7 @@ async def test_poller_publishes_an_oversized_job_cut_once() -> None:
     r = rig(ScriptedIps(snap(big, job("j|1"))))  # type: ignore[arg-type]
     await r.poller.cycle()
     await r.poller.cycle()
-    observed = [v for v in r.sink.values(TOPICS.state) if v["type"] == "job.observed"]
+    observed = [v for v in r.sink.values(TOPICS.state) if short_type(v["type"]) == "job.observed"]
     assert sorted(v["jobHandle"] for v in observed) == ["j|1", "j|big"]
     cut = next(v for v in observed if v["jobHandle"] == "j|big")
     assert cut["snapshot"]["truncated"] is True
@@ -119,7 +120,8 @@ async def test_cut_job_and_dead_letter_validate_against_the_schemas() -> None:
 
     r = rig(ScriptedIps(snap(huge_message_job())))  # type: ignore[arg-type]
     await r.poller.cycle()
-    observed = next(v for v in r.sink.values(TOPICS.state) if v["type"] == "job.observed")
+    values = r.sink.values(TOPICS.state)
+    observed = next(v for v in values if short_type(v["type"]) == "job.observed")
     Draft202012Validator(load_schema("job.observed")).validate(observed)
     d = rig(
         ScriptedIps(snap(job("j|" + "h" * 40_000))),

@@ -151,7 +151,7 @@ def test_auth_fault_notifies_and_recovers_while_other_company_publishes(run: Run
     kinds = [n["kind"] for n in notes]
     assert kinds == ["authentication_failing", "company_recovered"], notes
     failing = notes[0]
-    assert failing["type"] == "streamer.notification.authentication_failing"
+    assert failing["type"] == "dev.ips-job-streamer.streamer.notification.authentication_failing"
     assert "fault_authentication" in failing["message"]
     start, end = (datetime.fromisoformat(n["at"]) for n in notes)
     assert start < end

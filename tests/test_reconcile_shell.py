@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from streamer.checkpoint import decode_ledger, is_ledger_key
-from streamer.encode import Record
+from streamer.encode import Record, short_type
 from streamer.ips import IpsTransportError, JobLogListing
 from streamer.kafka import CommitUncertain
 from streamer.model import JobLog, Snapshot
@@ -47,7 +47,7 @@ def reconciling(ips_fake: ScriptedIps, **kw: object) -> Rig:
 
 def completed(r: Rig) -> list[dict[str, object]]:
     """The committed job.completed values, in commit order."""
-    return [v for v in r.sink.values(TOPICS.state) if v["type"] == "job.completed"]
+    return [v for v in r.sink.values(TOPICS.state) if short_type(v["type"]) == "job.completed"]
 
 
 def ledgers(batch: list[Record]) -> list[CompanyLedger]:
@@ -213,7 +213,7 @@ async def test_job_listed_after_it_was_reported_is_not_observed_again() -> None:
     led = CompanyLedger(ips(195), ips(100), {"j|late": ips(120)})
     r = reconciling(fake, ledger=led)
     await r.poller.cycle()
-    types = [v["type"] for v in r.sink.values(TOPICS.state)]
+    types = [short_type(v["type"]) for v in r.sink.values(TOPICS.state)]
     assert "job.observed" not in types
     assert r.poller.state == {}
 
@@ -308,4 +308,4 @@ async def test_pages_the_ledger_refuses_fail_the_pass_not_the_cycle(
     await r.poller.cycle()
     assert len(r.sink.batches) == 1
     assert sample(r.metrics, "streamer_reconcile_failures_total", kind="internal_error") == 1
-    assert [v["type"] for v in r.sink.values(TOPICS.state)] == ["job.observed"]
+    assert [short_type(v["type"]) for v in r.sink.values(TOPICS.state)] == ["job.observed"]

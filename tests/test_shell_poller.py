@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from streamer.encode import short_type
 from streamer.ips import AuthenticationFault, IpsReplyError, IpsTransportError
 from streamer.kafka import FencedError, PublishError
 from streamer.model import JobLog
@@ -108,7 +109,7 @@ async def test_unexpected_error_is_this_company_failed_poll(error: BaseException
     assert sample(r.metrics, "streamer_poll_failures_total", kind="internal_error") == 1
     assert r.status.last_error_kind == "internal_error"
     assert await r.poller.cycle() is None
-    assert [v["type"] for v in r.sink.values(TOPICS.state)] == ["job.observed"]
+    assert [short_type(v["type"]) for v in r.sink.values(TOPICS.state)] == ["job.observed"]
 
 
 async def test_a_job_log_of_another_job_is_no_outcome() -> None:
@@ -121,7 +122,7 @@ async def test_a_job_log_of_another_job_is_no_outcome() -> None:
     assert r.poller.state["j|1"].log_attempts == 1
     r.ips.logs["j|1"] = final_log("j|1")
     await r.poller.cycle()
-    done = [v for v in r.sink.values(TOPICS.state) if v["type"] == "job.completed"]
+    done = [v for v in r.sink.values(TOPICS.state) if short_type(v["type"]) == "job.completed"]
     assert [d["outcome"] for d in done] == ["succeeded"]
 
 

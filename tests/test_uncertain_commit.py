@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamer.encode import TopicNames
+from streamer.encode import TopicNames, short_type
 from streamer.kafka import CommitUncertain, Publisher
 from streamer.topics import ensure_topics
 from tests.harness import read_topics
@@ -104,6 +104,6 @@ async def test_late_commit_answer_commits_no_event_id_twice(
     ids = Counter(dict(headers)["ce_id"].decode() for _, _, _, headers in raw)
     assert ids, "nothing committed"
     assert [i for i, n in ids.items() if n > 1] == []
-    types = [dict(h)["ce_type"].decode() for _, _, _, h in raw]
+    types = [short_type(dict(h)["ce_type"].decode()) for _, _, _, h in raw]
     assert types.count("job.observed") == 1
     assert "job.state_changed" in types

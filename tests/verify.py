@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from streamer.encode import short_type
+
 GONE = "gone"
 
 
@@ -55,8 +57,8 @@ class Delivered:
 
     @property
     def type(self) -> str:
-        """The CloudEvents type."""
-        return self.headers.get("ce_type", "")
+        """The short event type (``job.completed``) of its ``ce_type``."""
+        return short_type(self.headers.get("ce_type", ""))
 
     @property
     def event_id(self) -> str:
@@ -126,7 +128,7 @@ def from_kafka_record(
     if value is None or key is None:
         return None
     hdrs = {k: v.decode() for k, v in headers}
-    if not hdrs.get("ce_type", "").startswith("job."):
+    if not short_type(hdrs.get("ce_type", "")).startswith("job."):
         return None
     return Delivered(topic, key.decode(), hdrs, json.loads(value))
 
