@@ -1,4 +1,4 @@
-"""Command line: ``streamer run | check | simulate | tail | demo | kafka``."""
+"""Command line: ``streamer run | check | simulate | tail | demo | kafka | schemas``."""
 
 from __future__ import annotations
 
@@ -248,6 +248,26 @@ def kafka_cmd(action: str, port: int, state_dir: Path | None) -> None:
 
     state = state_dir or localkafka.DEFAULT_STATE
     sys.exit(localkafka.main([action, "--port", str(port), "--state-dir", str(state)]))
+
+
+@main.group("schemas")
+def schemas_cmd() -> None:
+    """The JSON Schemas of the event contract (every version the daemon serves)."""
+
+
+@schemas_cmd.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def schemas_export(directory: Path) -> None:
+    """Write every packaged schema file into DIRECTORY (created if missing), to publish them
+    elsewhere: serve DIRECTORY at some URL and set events.schema_base_url to it."""
+    from streamer.encode import schema_files, schema_text
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in schema_files():
+        text = schema_text(name)
+        assert text is not None  # listed names always have a text
+        (directory / name).write_text(text, encoding="utf-8")
+    click.echo(f"wrote {len(schema_files())} schema files to {directory}")
 
 
 if __name__ == "__main__":

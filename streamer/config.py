@@ -375,6 +375,25 @@ class HttpConfig(_Section):
     port: int = Field(default=8000, ge=0, le=65535)
 
 
+class EventsConfig(_Section):
+    """``[events]``: what the records say about their contract."""
+
+    #: Where the JSON Schemas are published (``ce_dataschema`` = this + ``<type>.v2.json``);
+    #: "" = this daemon's own ``/schemas/`` endpoint (the service builds the URL).
+    schema_base_url: str = ""
+
+    @field_validator("schema_base_url")
+    @classmethod
+    def _schema_base(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL (or empty)")
+            if not value.endswith("/"):
+                raise ValueError("must end with '/' (the schema file name is appended)")
+        return value
+
+
 class LogConfig(_Section):
     """``[log]``: level and rendering of the structured log."""
 
@@ -436,6 +455,7 @@ class Settings(BaseSettings):
     completion: CompletionConfig = CompletionConfig()
     kafka: KafkaConfig = KafkaConfig()
     http: HttpConfig = HttpConfig()
+    events: EventsConfig = EventsConfig()
     log: LogConfig = LogConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
 

@@ -8,8 +8,10 @@ only then do the company loops poll and diff against that restored state.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -24,7 +26,7 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 
 from streamer.config import Settings
 from streamer.diff import DiffSettings
-from streamer.encode import TopicNames
+from streamer.encode import SCHEMA_ID_BASE, Contract, TopicNames
 from streamer.ips import IpsClient, IpsSettings
 from streamer.kafka import (
     CommitStats,
@@ -105,6 +107,32 @@ def reconcile_policy(cfg: Settings) -> ReconcilePolicy | None:
     )
 
 
+def schema_base_url(cfg: Settings, http_port: int | None, fqdn: Callable[[], str]) -> str:
+    """Where ``ce_dataschema`` points: ``events.schema_base_url``, else this daemon's own
+    ``/schemas/`` endpoint, else (HTTP server off) the schemas' canonical ids.
+
+    The host of the own endpoint is ``http.host`` when the server listens on that one address
+    only (any other name would not answer), the machine's fully qualified name when it listens
+    on every address.
+    """
+    if cfg.events.schema_base_url:
+        return cfg.events.schema_base_url
+    if not cfg.http.enabled or http_port is None:
+        return SCHEMA_ID_BASE
+    host = cfg.http.host
+    if host in ("", "0.0.0.0", "::"):
+        host = fqdn()
+    with_port = f"[{host}]" if _is_ipv6(host) else host
+    return f"http://{with_port}:{http_port}/schemas/"
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
 def reconcile_for(policy: ReconcilePolicy, interval_s: float) -> ReconcilePolicy:
     """``policy`` for a company polled every ``interval_s``: a pass may hold a cycle that long."""
     return replace(policy, max_pass_s=max(policy.max_pass_s, interval_s))
@@ -128,6 +156,8 @@ class Service:
         self.metrics = Metrics(self.status)
         self.topics = TopicNames.with_prefix(settings.kafka.topic_prefix)
         self.http_port: int | None = None
+        #: Set once the HTTP server is bound (the default schema URL names its port).
+        self.contract = Contract(schema_base_url(settings, None, socket.getfqdn))
         self._signals = 0
         self._forced = False
         self._order = {c.handle: i for i, c in enumerate(settings.companies)}
@@ -185,6 +215,8 @@ class Service:
                 bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
                 supervisor.service("http", self._serve_http(bound))
                 self.http_port = await bound
+            self.contract = Contract(schema_base_url(cfg, self.http_port, socket.getfqdn))
+            log.info("event_contract", schema_base_url=self.contract.schema_base_url)
             # TLS verification is chosen per request by the IPS client.
             connector = aiohttp.TCPConnector(
                 limit=max(16, cfg.poll.max_concurrent_polls + cfg.poll.job_log_concurrency)
@@ -476,6 +508,7 @@ class Service:
             ),
             topics=self.topics,
             source=company_source(client.endpoint, handle),
+            contract=self.contract,
             metrics=self.metrics,
             status=status,
             clock=self.clock,

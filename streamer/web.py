@@ -1,4 +1,10 @@
-"""HTTP endpoints for operators: /healthz, /readyz, /metrics, /status (aiohttp)."""
+"""HTTP endpoints: /healthz, /readyz, /metrics, /status for operators, /schemas/ for consumers
+(aiohttp).
+
+``GET /schemas/`` lists the packaged JSON Schemas (every contract version), ``GET /schemas/<file>``
+serves one as ``application/schema+json``: the default ``ce_dataschema`` of every record points
+here. Only listed file names are served; anything else is a 404.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from datetime import datetime
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streamer.encode import schema_files, schema_text
 from streamer.metrics import Metrics
 from streamer.status import ServiceStatus
 
@@ -38,9 +45,24 @@ def build_web_app(
             doc["config"] = config_view
         return web.json_response(doc)
 
+    async def schema_index(_: web.Request) -> web.Response:
+        return web.json_response({"schemas": list(schema_files())})
+
+    async def schema_view(request: web.Request) -> web.Response:
+        text = schema_text(request.match_info["name"])
+        if text is None:
+            raise web.HTTPNotFound(text="no such schema\n")
+        return web.Response(
+            text=text,
+            content_type="application/schema+json",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/status", status_view)
+    app.router.add_get("/schemas/", schema_index)
+    app.router.add_get("/schemas/{name}", schema_view)
     return app

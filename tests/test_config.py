@@ -13,14 +13,17 @@ from streamer.config import (
     SHIPPED_WSDL,
     CompanyConfig,
     ConfigError,
+    EventsConfig,
+    HttpConfig,
     IpsConfig,
     KafkaConfig,
     PollConfig,
     Settings,
     load_config,
 )
+from streamer.encode import SCHEMA_ID_BASE
 from streamer.ips.client import DEFAULT_MAX_REPLY_BYTES
-from streamer.service import ips_settings_for
+from streamer.service import ips_settings_for, schema_base_url
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "streamer.example.toml"
@@ -229,6 +232,61 @@ def test_endpoint_must_be_http_url(tmp_path: Path) -> None:
         err = error(tmp_path, MINIMAL.replace("[ips]\n", f'[ips]\nendpoint = "{url}"\n'))
         assert err.keys == ("ips.endpoint",)
         assert SECRET not in str(err)
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("ftp://host/schemas/", "http:// or https://"),
+        ("schemas.example.com/", "http:// or https://"),
+        ("https://schemas.example.com/ips", "must end with '/'"),
+    ],
+)
+def test_schema_base_url_must_be_an_http_url_ending_in_a_slash(
+    tmp_path: Path, url: str, fragment: str
+) -> None:
+    """events.schema_base_url is empty or an http(s) URL ending in '/' (the file name follows)."""
+    err = error(tmp_path, MINIMAL + f'[events]\nschema_base_url = "{url}"\n')
+    assert err.keys == ("events.schema_base_url",)
+    assert fragment in str(err)
+
+
+def test_schema_base_url_default_file_and_env(tmp_path: Path) -> None:
+    """events.schema_base_url: "" by default, set in the file, overridden by the environment."""
+    assert load(tmp_path, MINIMAL).events.schema_base_url == ""
+    url = "https://schemas.example.com/ips/"
+    assert (
+        load(tmp_path, MINIMAL + f'[events]\nschema_base_url = "{url}"\n').events.schema_base_url
+        == url
+    )
+    env = {"STREAMER_EVENTS__SCHEMA_BASE_URL": "http://h:1/s/"}
+    assert load(tmp_path, MINIMAL, env).events.schema_base_url == "http://h:1/s/"
+
+
+@pytest.mark.parametrize(
+    ("events", "http", "port", "expected"),
+    [
+        ({"schema_base_url": "https://s.example.com/x/"}, {}, 8000, "https://s.example.com/x/"),
+        ({}, {}, 8000, "http://127.0.0.1:8000/schemas/"),
+        ({}, {"host": "10.1.2.3"}, 41234, "http://10.1.2.3:41234/schemas/"),
+        ({}, {"host": "0.0.0.0"}, 8000, "http://streamer-7.example.net:8000/schemas/"),
+        ({}, {"host": "::"}, 8000, "http://streamer-7.example.net:8000/schemas/"),
+        ({}, {"host": "::1"}, 8000, "http://[::1]:8000/schemas/"),
+        ({}, {"enabled": False}, None, SCHEMA_ID_BASE),
+    ],
+)
+def test_schema_base_url_defaults_to_the_own_endpoint(
+    events: dict[str, str], http: dict[str, object], port: int | None, expected: str
+) -> None:
+    """ce_dataschema's base: the configured URL, else the daemon's own /schemas/ on the bound
+    port (its listen address, or the FQDN when it listens on every address), else the ids."""
+    cfg = Settings(
+        ips=IpsConfig(user="u", password=SecretStr("p")),
+        companies=(CompanyConfig(handle="c|1"),),
+        events=EventsConfig(**events),
+        http=HttpConfig(**http),
+    )
+    assert schema_base_url(cfg, port, lambda: "streamer-7.example.net") == expected
 
 
 def test_missing_companies(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Operator endpoints of a running `streamer run`: /readyz, /healthz, /metrics, /status.
+"""Operator endpoints of a running `streamer run`: /readyz, /healthz, /metrics, /status; and the
+/schemas/ endpoint every record's ce_dataschema names by default.
 
 One streamer subprocess (two companies, 0.3 s interval) runs for the whole module against a
 simulator whose faults the tests switch on and off through its control API. Each test waits for
@@ -7,14 +8,20 @@ the streamer to be ready again before it starts, so the order of the tests does 
 
 from __future__ import annotations
 
+import http.client
+import json
+import tomllib
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import Simulator, Streamer, running_stack, sim_control, wait_until
+from streamer.encode import TopicNames, short_type
+from tests.harness import Simulator, Streamer, all_records, running_stack, sim_control, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -235,3 +242,62 @@ def test_status_shows_last_error_of_the_failing_company_only(
     )
     assert recovered["lastError"] is None
     assert recovered["consecutiveFailures"] == 0
+
+
+def test_dataschema_of_consumed_records_resolves_on_the_daemon(
+    ready: tuple[Simulator, Streamer],
+) -> None:
+    """The ce_dataschema of real consumed records (a job event, a heartbeat, a checkpoint) is a
+    URL of the running daemon's /schemas/ endpoint; the schema fetched from it validates the
+    record's value."""
+    _, streamer = ready
+    with streamer.config.open("rb") as fh:
+        kafka = tomllib.load(fh)["kafka"]
+    topics = TopicNames.with_prefix(kafka["topic_prefix"])
+    wanted = (topics.state, topics.heartbeat, topics.latest)
+
+    def consumed() -> dict[str, tuple[dict[str, str], bytes]] | None:
+        records = all_records(kafka["bootstrap_servers"], kafka["topic_prefix"])
+        found = {}
+        for topic in wanted:
+            for _, _, value, headers in records[topic]:
+                if value is not None:
+                    found[topic] = ({k: v.decode() for k, v in headers}, value)
+                    break
+        return found if len(found) == len(wanted) else None
+
+    found = wait_until(consumed, 60, interval_s=1, what="records on every topic")
+    for headers, value in found.values():
+        url = headers["ce_dataschema"]
+        kind = short_type(headers["ce_type"])
+        assert url == f"http://127.0.0.1:{streamer.port}/schemas/{kind}.v2.json"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("application/schema+json")
+            schema = json.loads(resp.read())
+        Draft202012Validator(schema).validate(json.loads(value))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/schemas/../status",
+        "/schemas/../../pyproject.toml",
+        "/schemas/..%2F..%2Fpyproject.toml",
+        "/schemas/%2e%2e/%2e%2e/streamer/encode.py",
+        "/schemas/__init__.py",
+        "/schemas/job.observed.v7.json",
+    ],
+)
+def test_schemas_path_traversal_is_404(ready: tuple[Simulator, Streamer], path: str) -> None:
+    """A raw request path that tries to leave /schemas/ (or names no schema) gets a 404."""
+    _, streamer = ready
+    conn = http.client.HTTPConnection("127.0.0.1", streamer.port, timeout=10)
+    try:
+        conn.putrequest("GET", path, skip_host=False)  # sent as is, not normalised
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 404, (path, body[:200])
