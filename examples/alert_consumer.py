@@ -28,6 +28,9 @@ How it reads, and why:
   offsets do that job.
 * without ``--from-beginning`` a group that has no committed offset yet starts at the end of the
   topic (only new alerts); with it, at the earliest retained record.
+* event types: contract v2 names them ``dev.ips-job-streamer.job.completed``, ...; records written
+  before v2 on the topic say ``job.completed``: :func:`event_type` reads both. Unknown types and
+  unknown ``outcome`` values are ignored (a minor contract version may add some).
 
 Options: ``--max-messages N`` stops after N records were read (alerts or not); ``--timeout S``
 stops once no record arrived for S seconds. Without either it runs until Ctrl-C or SIGTERM.
@@ -69,9 +72,19 @@ class SeenIds:
         return True
 
 
+#: What contract v2 puts before every event type.
+TYPE_PREFIX = "dev.ips-job-streamer."
+
+
+def event_type(headers: Mapping[str, str]) -> str:
+    """The short event type (``job.completed``) of a v2 or v1 record's ``ce_type``."""
+    ce_type = headers.get("ce_type", "")
+    return ce_type.removeprefix(TYPE_PREFIX)
+
+
 def alert_line(headers: Mapping[str, str], value: Mapping[str, Any]) -> str | None:
     """The alert line for one event, or None when the event is not worth an alert."""
-    ce_type = headers.get("ce_type", "")
+    ce_type = event_type(headers)
     common = f"company={value.get('companyHandle')} job={value.get('jobHandle')}"
     tail = f"at={value.get('observedAt')} id={headers.get('ce_id')}"
     if ce_type == "job.completed" and value.get("outcome") == "failed":

@@ -14,6 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from streamer.encode import short_type
 from streamer.tail_state import (
     Change,
     JobRow,
@@ -158,7 +159,7 @@ def render_screen(state: TailState, width: int, height: int) -> RenderableType:
 
 def describe(topic: str, headers: Mapping[str, bytes], value: Mapping[str, Any] | None) -> str:
     """One readable line for a record (the line view; its shape is pinned by tests)."""
-    ce_type = headers.get("ce_type", b"?").decode()
+    ce_type = short_type(headers.get("ce_type", b"?").decode())
     subject = headers.get("ce_subject", b"").decode()
     if value is None:
         return f"{topic} tombstone {subject}"

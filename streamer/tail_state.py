@@ -1,7 +1,9 @@
 """The model of ``streamer tail``: records decoded and merged in event-time order, the view's state.
 
 Pure: no I/O, no clock (times come in with the events). :mod:`streamer.tail_screen` renders a
-:class:`TailState`; :mod:`streamer.tail` feeds it from Kafka.
+:class:`TailState`; :mod:`streamer.tail` feeds it from Kafka. Event types are handled by their
+short name (``job.completed``): a contract v2 ``ce_type`` (``dev.ips-job-streamer.job.completed``)
+and a v1 one (records written before the upgrade) read alike.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+
+from streamer.encode import short_type
 
 _OUTCOME_STYLE = {
     "succeeded": "green",
@@ -52,6 +56,7 @@ class Event:
     """One decoded record of a public topic."""
 
     topic: str
+    #: The short event type (``job.completed``), whichever contract version wrote the record.
     type: str
     value: Mapping[str, Any] | None
     #: When it happened: ``observedAt`` of a job event, ``polledAt`` of a heartbeat, ``at`` of a
@@ -99,7 +104,7 @@ def decode_event(
     seq = doc.get("sequence") if doc is not None else None
     return Event(
         topic=topic,
-        type=ce_type or (str(doc.get("type", "")) if doc else ""),
+        type=short_type(ce_type or (str(doc.get("type", "")) if doc else "")),
         value=doc,
         at=at,
         sequence=seq if isinstance(seq, int) else 0,
@@ -160,12 +165,13 @@ class Filters:
 
     @classmethod
     def of(cls, companies: Iterable[str] = (), types: Iterable[str] = ()) -> Filters:
-        """``--type`` values with a dot are event types (``job.completed``); others job types."""
+        """``--type`` values with a dot are event types (``job.completed``, or the full
+        ``dev.ips-job-streamer.job.completed``); others job types."""
         types = tuple(types)
         return cls(
             frozenset(companies),
             frozenset(t.lower() for t in types if "." not in t),
-            frozenset(t for t in types if "." in t),
+            frozenset(short_type(t) for t in types if "." in t),
         )
 
     def event_shown(self, ce_type: str) -> bool:

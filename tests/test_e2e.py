@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections import Counter
+import urllib.parse
+from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 from jsonschema import Draft202012Validator
 
-from streamer.encode import TopicNames, load_schema
+from streamer.encode import EVENT_TYPE_PREFIX, TopicNames, load_schema, short_type
 from streamer.simulator import read_ground_truth
 from tests.harness import Simulator, running_stack
 from tests.verify import compare, expected_states
@@ -83,29 +87,107 @@ def test_records_keyed_by_job_handle_with_cloudevents_headers(e2e_run: dict[str,
         assert ev.headers["ce_specversion"] == "1.0"
         assert ev.headers["ce_id"].startswith(ev.key + ":")
         assert ev.headers["ce_source"].startswith("http://127.0.0.1:")
-        assert ev.headers["ce_type"] == ev.value["type"]
+        company = urllib.parse.quote(ev.value["companyHandle"], safe="")
+        job = urllib.parse.quote(ev.key, safe="")
+        assert ev.headers["ce_source"].endswith(f"/companies/{company}/jobs/{job}")
+        assert ev.headers["ce_type"] == ev.value["type"] == EVENT_TYPE_PREFIX + ev.type
         assert len(ev.headers["ce_sequence"]) == 20
 
 
-def test_every_event_validates_against_its_schema(e2e_run: dict[str, Any]) -> None:
-    """Every job event, heartbeat and checkpoint record validates against its JSON Schema."""
-    validators: dict[str, Draft202012Validator] = {}
-    records = e2e_run["records"]
+def _public_records(e2e_run: dict[str, Any]) -> list[tuple[str, Any, bytes, dict[str, str]]]:
+    """``(topic, key, value, headers)`` of every record of the public topics but tombstones."""
     topics: TopicNames = e2e_run["topics"]
+    public = (topics.state, topics.progress, topics.heartbeat, topics.notifications, topics.latest)
+    return [
+        (topic, key, value, {k: v.decode() for k, v in headers})
+        for topic in public
+        for _, key, value, headers in e2e_run["records"][topic]
+        if value is not None
+    ]
+
+
+def test_every_event_validates_against_its_schema(e2e_run: dict[str, Any]) -> None:
+    """Every job event, heartbeat and checkpoint record validates against its v2 JSON Schema,
+    the one its ce_dataschema names."""
+    validators: dict[str, Draft202012Validator] = {}
     checked = Counter[str]()
-    for topic in (topics.state, topics.progress, topics.heartbeat, topics.latest):
-        for _, _key, value, headers in records[topic]:
-            if value is None:
-                continue
-            hdrs = {k: v.decode() for k, v in headers}
-            kind = "job.latest" if topic == topics.latest else hdrs["ce_type"]
-            if kind not in validators:
-                validators[kind] = Draft202012Validator(load_schema(kind))
-            validators[kind].validate(json.loads(value))
-            checked[kind] += 1
+    for _, _key, value, hdrs in _public_records(e2e_run):
+        kind = short_type(hdrs["ce_type"])
+        if kind.startswith("streamer.notification."):
+            kind = "streamer.notification"
+        assert hdrs["ce_dataschema"].endswith(f"/schemas/{kind}.v2.json")
+        if kind not in validators:
+            validators[kind] = Draft202012Validator(load_schema(kind))
+        validators[kind].validate(json.loads(value))
+        checked[kind] += 1
     assert {"job.observed", "job.state_changed", "job.progress", "job.completed"} <= set(checked)
     assert checked["streamer.heartbeat"] >= 80
     assert checked["job.latest"] > 0
+
+
+def test_the_cloudevents_sdk_decodes_every_record(e2e_run: dict[str, Any]) -> None:
+    """The official CloudEvents SDK decodes every public record (binary mode) into the event
+    its headers and value say: type, source, id, subject, sequence, dataschema, data."""
+    decoded = 0
+    for _, key, value, hdrs in _public_records(e2e_run):
+        message = KafkaMessage({k: v.encode() for k, v in hdrs.items()}, key, value)
+        event = from_binary_event(message)
+        assert event.get_specversion() == "1.0"
+        assert event.get_type() == hdrs["ce_type"]
+        assert event.get_type().startswith(EVENT_TYPE_PREFIX)
+        assert event.get_source() == hdrs["ce_source"]
+        assert event.get_id() == hdrs["ce_id"]
+        assert event.get_subject() == hdrs["ce_subject"]
+        assert event.get_extension("sequence") == hdrs["ce_sequence"]
+        assert event.get_dataschema() == hdrs["ce_dataschema"]
+        assert event.get_data() == json.loads(value)
+        decoded += 1
+    assert decoded > 100
+
+
+def test_sequence_increases_per_source(e2e_run: dict[str, Any]) -> None:
+    """CloudEvents sequence extension: within each ce_source the ce_sequence values are unique
+    and, read in order, strictly increasing: a job's events on the state and progress topics
+    (one source per job), each company's heartbeats and notifications (a source each)."""
+    topics: TopicNames = e2e_run["topics"]
+    by_source: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+    for topic, _, _, hdrs in _public_records(e2e_run):
+        if topic != topics.latest:
+            by_source[hdrs["ce_source"]].append((topic, int(hdrs["ce_sequence"]), hdrs["ce_time"]))
+    kinds = Counter(src.rsplit("/", 2)[-2] if "/jobs/" in src else src.rsplit("/", 1)[-1]
+                    for src in by_source)  # fmt: skip
+    assert kinds["jobs"] >= 5
+    assert kinds["heartbeat"] == len(COMPANIES)
+    for source, seen in by_source.items():
+        for topic in {t for t, _, _ in seen}:
+            in_topic = [seq for t, seq, _ in seen if t == topic]  # offset order
+            assert all(a < b for a, b in itertools.pairwise(in_topic)), source
+        merged = sorted(seen, key=lambda x: x[1])
+        assert len({seq for _, seq, _ in merged}) == len(merged), source  # unique per source
+        if "/jobs/" in source:  # the job's own counter, 1, 2, ... without gaps
+            assert [seq for _, seq, _ in merged] == list(range(1, len(merged) + 1)), source
+        times = [datetime.fromisoformat(t) for _, _, t in merged]
+        assert times == sorted(times), source
+
+
+def test_latest_records_share_their_jobs_source(e2e_run: dict[str, Any]) -> None:
+    """A job's checkpoint records on the latest topic carry the job's source and the sequence
+    of its last event: never going back, never ahead of the events."""
+    topics: TopicNames = e2e_run["topics"]
+    last_event: dict[str, int] = {}
+    for topic, _, _, hdrs in _public_records(e2e_run):
+        if topic in (topics.state, topics.progress):
+            src = hdrs["ce_source"]
+            last_event[src] = max(last_event.get(src, 0), int(hdrs["ce_sequence"]))
+    seen: dict[str, int] = {}
+    for topic, _, _, hdrs in _public_records(e2e_run):
+        if topic != topics.latest:
+            continue
+        src, seq = hdrs["ce_source"], int(hdrs["ce_sequence"])
+        assert src in last_event
+        assert seen.get(src, 0) <= seq <= last_event[src]
+        seen[src] = seq
+    assert seen
 
 
 def test_latest_topic_ends_with_tombstones_for_completed_jobs(e2e_run: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamer.encode import TopicNames
+from streamer.encode import EVENT_TYPE_PREFIX, TopicNames
 from streamer.topics import ensure_topics
 from tests.harness import running_stack
 from tests.verify import Delivered, compare
@@ -186,18 +186,20 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[str, dict[str,
 
 
 def test_alert_consumer_dedupes_by_ce_id(kafka_bootstrap: str, topic_prefix: str) -> None:
-    """A record delivered twice (same ce_id) alerts once; successes and progress never alert."""
+    """A record delivered twice (same ce_id) alerts once; successes and progress never alert;
+    v2 and v1 (written before the upgrade) event types both alert."""
     topics = TopicNames.with_prefix(topic_prefix)
     asyncio.run(ensure_topics({"bootstrap_servers": kafka_bootstrap}, topics, 1, 1))
     base = {"companyHandle": "c|9", "observedAt": "2026-01-01T00:00:00+00:00"}
     status = {"state": "Running", "progress": 40, "progressMessage": "Uploading 4 of 10 files"}
     failed = {**base, "jobHandle": "j|1", "sequence": 4, "outcome": "failed", "lastStatus": status}
+    v2 = EVENT_TYPE_PREFIX
     records = [
-        ("job.completed", failed),
-        ("job.progress", {**base, "jobHandle": "j|2", "sequence": 2, "status": status}),
-        ("job.completed", failed),  # the duplicate
-        ("job.completed", {**failed, "jobHandle": "j|3", "outcome": "succeeded"}),
-        ("job.stalled", {**base, "jobHandle": "j|2", "sequence": 3, "status": status}),
+        (v2 + "job.completed", failed),
+        (v2 + "job.progress", {**base, "jobHandle": "j|2", "sequence": 2, "status": status}),
+        (v2 + "job.completed", failed),  # the duplicate
+        (v2 + "job.completed", {**failed, "jobHandle": "j|3", "outcome": "succeeded"}),
+        ("job.stalled", {**base, "jobHandle": "j|2", "sequence": 3, "status": status}),  # v1
     ]
     asyncio.run(produce(kafka_bootstrap, topics.state, records))
     result = alert_consumer(

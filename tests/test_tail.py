@@ -21,9 +21,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
 
-from streamer.encode import TopicNames
+from streamer.encode import EVENT_TYPE_PREFIX, TopicNames
 from streamer.localkafka import free_port
-from streamer.tail_screen import MIN_RECENT, render_screen
+from streamer.tail_screen import MIN_RECENT, describe, render_screen
 from streamer.tail_state import Event, Filters, Merger, TailState, decode_event
 from streamer.topics import ensure_topics
 from tests.conftest import SaslBroker
@@ -45,8 +45,10 @@ def status(state: str, done: int, total: int) -> dict[str, Any]:
     }
 
 
-def event(topic: str, ce_type: str, value: Mapping[str, Any]) -> Event:
-    """A record as the consumer decodes it."""
+def event(topic: str, short: str, value: Mapping[str, Any], *, v1: bool = False) -> Event:
+    """A record as the consumer decodes it: contract v2 (``ce_type`` with the prefix) or, with
+    ``v1``, as the daemon wrote it before v2."""
+    ce_type = short if v1 else EVENT_TYPE_PREFIX + short
     headers = {"ce_type": ce_type.encode(), "ce_subject": str(value.get("jobHandle", "")).encode()}
     return decode_event(topic, headers, json.dumps({"type": ce_type, **value}).encode(), None)
 
@@ -241,6 +243,26 @@ def test_filters_by_company_job_type_and_event_type() -> None:
     assert state.jobs == {}  # completed jobs leave the table
 
 
+def test_v1_and_v2_records_read_alike() -> None:
+    """A record written before contract v2 (short ce_type) and its v2 form give the same event
+    type, the same view and the same line; --type takes the short or the full type."""
+    base = {"companyHandle": "c|1001", "jobHandle": "j|1", "observedAt": T0.isoformat()}
+    done = {**base, "sequence": 3, "outcome": "failed", "counts": None}
+    v1, v2 = (event("s", "job.completed", done, v1=old) for old in (True, False))
+    assert v1.type == v2.type == "job.completed"
+    assert v2.headers["ce_type"] == b"dev.ips-job-streamer.job.completed"
+    lines = [describe("s", e.headers, e.value) for e in (v1, v2)]
+    assert lines[0] == lines[1]
+    assert lines[0].startswith("job.completed ")
+    for types in (["job.completed"], ["dev.ips-job-streamer.job.completed"]):
+        state = TailState(Filters.of(types=types))
+        assert state.matches(v1)
+        assert state.matches(v2)
+    assert Filters.of(types=["dev.ips-job-streamer.streamer.notification"]).event_shown(
+        "streamer.notification.company_unreachable"
+    )
+
+
 def test_merger_releases_in_event_time_order_and_waits_for_lagging_partitions() -> None:
     """Events of two partitions come out by (time, sequence); an event later than what a lagging
     partition has delivered is held back until that partition catches up."""
@@ -348,8 +370,12 @@ def test_waits_for_topics_with_one_line_then_shows_events_merged_in_order(
             produce(
                 kafka_bootstrap,
                 [
-                    (topics.progress, "job.progress", dict(progress.value or {})),
-                    (topics.state, "job.observed", dict(observed.value or {})),
+                    (
+                        topics.progress,
+                        EVENT_TYPE_PREFIX + "job.progress",
+                        dict(progress.value or {}),
+                    ),
+                    (topics.state, "job.observed", dict(observed.value or {})),  # a v1 record
                 ],
             )
         )
