@@ -99,7 +99,9 @@ def _run(config: Path, *, lines: bool, speedup: float) -> int:
         print(
             f"demo: streamer logs in {var / 'streamer.log'}; status at "
             f"http://127.0.0.1:{http_port}/status, metrics at /metrics.\n"
-            "demo: showing events as they arrive; press Ctrl-C to stop everything.",
+            "demo: showing events as they arrive; press Ctrl-C to stop everything.\n"
+            "demo: a scripted scenario starts with the first poll and shows every kind of event "
+            "(outcomes, a stall, an outage, a reconciled job) within two minutes.",
             flush=True,
         )
         note = clock_note(speedup)
