@@ -104,6 +104,13 @@ def check(config_path: Path | None) -> None:
     "--log-delay", type=float, default=None, help="Seconds before a finished job's log appears."
 )
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Take the settings from the [simulator] table of this TOML file (the demo config's "
+    "workload and scripted scenario); options given on the command line win.",
+)
 def simulate(
     host: str,
     port: int,
@@ -122,14 +129,39 @@ def simulate(
     short_job_duration: tuple[float, float] | None,
     log_delay: float | None,
     log_level: str,
+    config_path: Path | None,
 ) -> None:
     """Serve a simulated IPS (real SOAP over HTTP) with a seeded job lifecycle."""
+    import tomllib
+
+    from click.core import ParameterSource
+
     from streamer.simulator import SimulatorConfig, serve
 
     configure(log_level, "auto")
+    table: dict[str, Any] = {}
+    if config_path is not None:
+        try:
+            with config_path.open("rb") as fh:
+                table = tomllib.load(fh).get("simulator", {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise click.UsageError(f"--config {config_path}: {exc}") from None
+    ctx = click.get_current_context()
     if n_companies:
         companies = tuple(f"c|{1001 + i}" for i in range(n_companies))
     kw: dict[str, Any] = {}
+    # The table's values stand unless an option was given on the command line.
+    for names, key, value in (
+        (("companies", "n_companies"), "companies", companies or ("c|1001", "c|1002", "c|1003")),
+        (("jobs_per_company",), "jobs_per_company", jobs_per_company),
+        (("seed",), "seed", seed),
+        (("speedup",), "speedup", speedup),
+    ):
+        given = (ctx.get_parameter_source(n) is not ParameterSource.DEFAULT for n in names)
+        if any(given) or key not in table:
+            kw[key] = value
+    if max_jobs is not None:
+        kw["max_jobs_total"] = max_jobs
     if stall_probability is not None:
         kw["stall_probability"] = stall_probability
     if fail_probability is not None:
@@ -141,15 +173,8 @@ def simulate(
     if log_delay is not None:
         kw["log_delay_s"] = log_delay
     try:
-        config = SimulatorConfig(
-            companies=companies or ("c|1001", "c|1002", "c|1003"),
-            jobs_per_company=jobs_per_company,
-            seed=seed,
-            speedup=speedup,
-            users={user: password},
-            max_jobs_total=max_jobs,
-            ground_truth_path=ground_truth,
-            **kw,
+        config = SimulatorConfig.from_table(
+            table, users={user: password}, ground_truth_path=ground_truth, **kw
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -224,7 +249,14 @@ def tail_cmd(
 
 @main.command()
 @click.option("--lines", is_flag=True, help="Print one line per event instead of the table.")
-@click.option("--speedup", type=float, default=5.0, show_default=True)
+@click.option(
+    "--speedup",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Run the simulated IPS this many times faster than the wall clock (its times then run "
+    "ahead of the streamer's; the demo says so on screen).",
+)
 def demo(lines: bool, speedup: float) -> None:
     """Broker + IPS simulator + streamer + live view, all local; Ctrl-C stops everything."""
     from streamer.demo import run_demo

@@ -407,6 +407,14 @@ class ShutdownConfig(_Section):
     drain_timeout_s: PositiveFloat = 20.0
 
 
+class SimulatorTable(_Section):
+    """``[simulator]``: settings of the built-in IPS simulator (``streamer simulate --config``,
+    ``streamer demo``), kept beside the streamer's in the demo config. The daemon ignores the
+    table; the simulator checks its keys."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", hide_input_in_errors=True)
+
+
 class Credentials(NamedTuple):
     """A company's effective IPS ``(user, password)``; ``repr`` masks the password."""
 
@@ -458,6 +466,8 @@ class Settings(BaseSettings):
     events: EventsConfig = EventsConfig()
     log: LogConfig = LogConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    #: Not the daemon's: read by the simulator only, left out of ``/status`` and dumps.
+    simulator: SimulatorTable = Field(default=SimulatorTable(), exclude=True)
 
     @classmethod
     def settings_customise_sources(

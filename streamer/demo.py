@@ -1,7 +1,9 @@
 """``streamer demo``: everything local, from nothing, in one command.
 
 Starts a real Kafka broker (jars fetched from Maven Central once), the IPS simulator and the
-streamer as child processes, then shows the events as they arrive with ``streamer tail``.
+streamer as child processes, then shows the events as they arrive with ``streamer tail``. One
+config file drives both: the streamer reads its tables, the simulator its ``[simulator]`` table
+(the workload and a scripted scenario that shows every kind of event within two minutes).
 Ctrl-C stops the view, then the streamer (SIGTERM: it drains and commits), the simulator and the
 broker, in that order.
 """
@@ -36,7 +38,18 @@ def _stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 25) -> None:
         proc.wait()
 
 
-def run_demo(*, lines: bool = False, speedup: float = 5.0) -> int:
+def clock_note(speedup: float) -> str | None:
+    """What the screen says about the simulated IPS clock (``None``: it is the wall clock)."""
+    if speedup == 1:
+        return None
+    return (
+        f"demo: the simulated IPS runs {speedup:g}x the wall clock: its times (endedAt, "
+        "lastProgressUpdate, job handles) drift from observedAt by "
+        f"{abs(speedup - 1):g} s per second, and the scenario's scenes come {speedup:g}x as fast."
+    )
+
+
+def run_demo(*, lines: bool = False, speedup: float = 1.0) -> int:
     """Run the demo until Ctrl-C; return an exit code."""
     with importlib.resources.as_file(DEMO_CONFIG) as config:
         return _run(config, lines=lines, speedup=speedup)
@@ -67,8 +80,8 @@ def _run(config: Path, *, lines: bool, speedup: float) -> int:
     try:
         print(f"demo: starting the IPS simulator on 127.0.0.1:{sim_port} ...", flush=True)
         sim = subprocess.Popen(
-            [*exe, "simulate", "--port", str(sim_port), "--speedup", str(speedup),
-             "--ground-truth", str(var / "ground-truth.jsonl")],
+            [*exe, "simulate", "--config", str(config), "--port", str(sim_port),
+             "--speedup", str(speedup), "--ground-truth", str(var / "ground-truth.jsonl")],
             stdout=subprocess.DEVNULL,
             stderr=(var / "simulator.log").open("wb"),
             start_new_session=True,
@@ -86,10 +99,15 @@ def _run(config: Path, *, lines: bool, speedup: float) -> int:
         print(
             f"demo: streamer logs in {var / 'streamer.log'}; status at "
             f"http://127.0.0.1:{http_port}/status, metrics at /metrics.\n"
-            "demo: showing events as they arrive; press Ctrl-C to stop everything.",
+            "demo: showing events as they arrive; press Ctrl-C to stop everything.\n"
+            "demo: a scripted scenario starts with the first poll and shows every kind of event "
+            "(outcomes, a stall, an outage, a reconciled job) within two minutes.",
             flush=True,
         )
-        time.sleep(1)
+        note = clock_note(speedup)
+        if note is not None:
+            print(note, flush=True)
+        time.sleep(3 if note else 1)
         run_tail(
             {"bootstrap_servers": broker.bootstrap},
             TopicNames.with_prefix("ips"),

@@ -92,7 +92,7 @@ def test_demo_config_is_the_embedded_demo() -> None:
     assert [c.handle for c in s.companies] == ["c|1001", "c|1002", "c|1003"]
     assert all(s.credentials_for(c) == ("demo@example.com", "demo-password") for c in s.companies)
     assert s.poll.interval_s == 2.0
-    assert (s.kafka.bootstrap_servers, s.http.port, s.stall.after_s) == ("127.0.0.1:9092", 8000, 60)
+    assert (s.kafka.bootstrap_servers, s.http.port, s.stall.after_s) == ("127.0.0.1:9092", 8000, 8)
     assert (s.progress.min_step, s.progress.min_interval_s) == (5, 2.0)
 
 

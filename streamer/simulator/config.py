@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from streamer.simulator.faults import FaultRule
+from streamer.simulator.scenario import Scenario
 
 DEFAULT_USER = "demo@example.com"
 DEFAULT_PASSWORD = "demo-password"
@@ -80,6 +81,8 @@ class SimulatorConfig:
     faults: tuple[FaultRule, ...] = ()
     #: WSDL served at ``/scene7/webservice/``; ``None`` = the project's own WSDL.
     wsdl_path: Path | None = None
+    #: Scripted jobs and outages on top of the random workload (:mod:`.scenario`).
+    scenario: Scenario | None = None
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -124,6 +127,32 @@ class SimulatorConfig:
             yield "tick_s: must be positive or None"
         if self.start_time is not None and self.start_time.tzinfo is None:
             yield "start_time: must be timezone-aware"
+        if self.scenario is not None:
+            strangers = self.scenario.companies() - set(self.companies)
+            if strangers:
+                yield f"scenario: names companies not simulated: {sorted(strangers)}"
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], **overrides: Any) -> SimulatorConfig:
+        """Settings from a TOML ``[simulator]`` table (``scenario`` as a sub-table), then
+        ``overrides``; ranges are two-element arrays. Raises ValueError naming a bad key."""
+        unknown = set(table) - TABLE_KEYS
+        if unknown:
+            raise ValueError(f"simulator: unknown keys {sorted(unknown)}; allowed: "
+                             f"{sorted(TABLE_KEYS)}")  # fmt: skip
+        settings: dict[str, Any] = {}
+        for key, value in table.items():
+            if key == "scenario":
+                settings[key] = Scenario.from_mapping(value)
+            elif isinstance(value, list):
+                settings[key] = tuple(value)
+            else:
+                settings[key] = value
+        settings.update(overrides)
+        try:
+            return cls(**settings)
+        except TypeError as exc:
+            raise ValueError(f"simulator: {exc}") from exc
 
     @classmethod
     def bulk(
@@ -151,3 +180,14 @@ class SimulatorConfig:
             return None
         share, extra = divmod(self.max_jobs_total, len(self.companies))
         return share + (1 if index < extra else 0)
+
+
+#: Keys a ``[simulator]`` table may set: plain data only (paths, times and faults come from the
+#: command line or the control API).
+TABLE_KEYS: frozenset[str] = frozenset(f.name for f in fields(SimulatorConfig)) - {
+    "users",
+    "ground_truth_path",
+    "start_time",
+    "faults",
+    "wsdl_path",
+}

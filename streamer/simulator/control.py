@@ -1,7 +1,8 @@
 """The simulator's JSON control API (``/_sim/...``), for demos and chaos tests.
 
 =========================  ==============================================================
-``GET /_sim/state``        clock, counters, active rules; ``?company=`` adds its jobs/logs
+``GET /_sim/state``        clock, counters, active rules, when the scenario started;
+                           ``?company=`` adds its jobs/logs
 ``GET /_sim/faults``       ``{"rules": [...]}``
 ``POST /_sim/faults``      add a :class:`~streamer.simulator.faults.FaultRule` (JSON object);
                            ``{"mode": "raw", "status": 401, "body": "..."}`` scripts a reply,
@@ -43,6 +44,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 def _status(sim: Simulator) -> dict[str, Any]:
     now = sim.clock.now()
+    start = sim.world.scenario_start
     companies = sim.world.companies.values()
     return {
         "accepting": sim.accepting,
@@ -51,6 +53,8 @@ def _status(sim: Simulator) -> dict[str, Any]:
         "sim_seconds": now,
         "sim_time": sim.iso(now),
         "epoch": sim.epoch.isoformat(),
+        "scenario": sim.config.scenario is not None,
+        "scenario_started": None if start is None else sim.iso(start),
         "companies_configured": len(sim.config.companies),
         "companies_started": len(sim.world.companies),
         "active_jobs": sum(len(c.active) for c in companies),

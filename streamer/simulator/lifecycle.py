@@ -13,7 +13,11 @@ Rules of this module:
   linger: shorter than a poll interval, they may end between two polls;
 * while running, progress is a function of *running time* (wall time minus stalls), published in
   steps of ``progress_step_s``, so progress is monotone and freezes during a stall;
-* when a job vanishes its job log is written; it becomes visible after the log delay.
+* when a job vanishes its job log is written; it becomes visible after the log delay;
+* a scenario (:mod:`.scenario`) adds scripted jobs with a fixed plan, drawn from their own random
+  stream so the random workload stays as it was; the script starts when :meth:`SimWorld.polled`
+  reports the first answered poll, and a ``between_polls`` job is submitted just after a poll of
+  its company: poll times are then an input of the model, like the time.
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from streamer.model import Outcome
-from streamer.simulator.catalog import JobKind, original_name, pick_kind, sub_job_xml
+from streamer.simulator.catalog import (
+    KINDS,
+    UNDOCUMENTED_KINDS,
+    JobKind,
+    original_name,
+    pick_kind,
+    sub_job_xml,
+)
 from streamer.simulator.config import SimulatorConfig
 from streamer.simulator.jobs import (
     GONE,
@@ -40,8 +52,12 @@ from streamer.simulator.jobs import (
     Transition,
     stall_union,
 )
+from streamer.simulator.scenario import ScriptedJob
 
-_SUBMIT, _TO_WAITING, _TO_RUNNING, _GONE, _LOG = range(5)
+_SUBMIT, _TO_WAITING, _TO_RUNNING, _GONE, _LOG, _ROUND, _SCRIPT, _SCRIPT_NOW = range(8)
+_KIND_BY_TYPE: dict[str, JobKind] = {k.type: k for k in (*KINDS, *UNDOCUMENTED_KINDS)}
+#: How long after the poll that armed it a ``between_polls`` job is submitted (simulated s).
+AFTER_POLL_S = 0.05
 
 
 class CompanySim:
@@ -65,6 +81,15 @@ class CompanySim:
         self._seq = 0
         self._pending_logs: dict[str, SimJobLog] = {}
         self._serial = self.rng.randrange(1_000_000, 9_000_000)
+        scenario = config.scenario
+        self.script: tuple[ScriptedJob, ...] = () if scenario is None else scenario.jobs_of(handle)
+        self._repeat_s = None if scenario is None else scenario.repeat_s
+        # Scripted jobs draw from their own stream: the random workload is the same with or
+        # without a scenario, and the script the same whatever the random jobs did.
+        self._script_rng = random.Random(f"{config.seed}:{handle}:scenario")
+        self._armed: list[int] = []
+        self._scripted: set[str] = set()
+        self._no_log: set[str] = set()
         new, wait, run = config.new_duration_s, config.waiting_duration_s, config.running_duration_s
         lifetime = (sum(new) + sum(wait) + sum(run)) / 2
         for _ in range(config.jobs_per_company):
@@ -91,6 +116,9 @@ class CompanySim:
     def _dispatch(self, kind: int, handle: str, t: float) -> None:
         if kind == _SUBMIT:
             self._submit(t)
+            return
+        if kind in (_ROUND, _SCRIPT, _SCRIPT_NOW):
+            self._play(kind, int(handle), t)
             return
         if kind == _LOG:
             self._publish_log(handle, t)
@@ -142,11 +170,25 @@ class CompanySim:
         if not short and rng.random() < cfg.stall_probability:
             at = running_at + rng.uniform(0.2, 0.8) * end_running
             stalls.append((at, rng.uniform(*cfg.stall_duration_s)))
+        plan = _Plan(kind, files, waiting_at, running_at, duration, end_running, outcome, counts)
+        linger = cfg.fail_linger_s if outcome is Outcome.FAILED and not short else 0.0
+        return self._job(rng, t, plan, stalls, linger, None)
+
+    def _job(
+        self,
+        rng: random.Random,
+        t: float,
+        plan: _Plan,
+        stalls: list[tuple[float, float]],
+        linger: float,
+        name: str | None,
+    ) -> SimJob:
+        cfg, kind, files = self.config, plan.kind, plan.files
         stamp = self.stamp(t)
         self._serial += rng.randint(1, 97)
         company_id = self.handle.removeprefix("c|")
         handle = f"j|{company_id}||{rng.getrandbits(84):021x}_{stamp}|{self._serial}"
-        orig = original_name(kind, rng)
+        orig = original_name(kind, rng) if name is None else name
         return SimJob(
             company=self.handle,
             handle=handle,
@@ -161,17 +203,64 @@ class CompanySim:
             total_size=files * rng.randint(20_000, 2_000_000) if kind.transfers else 0,
             files=files,
             submitted_at=t,
-            waiting_at=waiting_at,
-            running_at=running_at,
-            duration=duration,
-            end_running=end_running,
-            linger=cfg.fail_linger_s if outcome is Outcome.FAILED and not short else 0.0,
-            outcome=outcome,
-            counts=counts,
+            waiting_at=plan.waiting_at,
+            running_at=plan.running_at,
+            duration=plan.duration,
+            end_running=plan.end_running,
+            linger=linger,
+            outcome=plan.outcome,
+            counts=plan.counts,
             tasks=_plan_tasks(kind, rng),
             step=cfg.progress_step_s,
             stalls=stalls,
         )
+
+    # ---- the scenario -------------------------------------------------------------------------
+
+    def start_script(self, t: float) -> None:
+        """Start the company's scripted jobs' first round at ``t``."""
+        if self.script:
+            self._push(t, _ROUND, "0")
+
+    def polled(self, t: float) -> None:
+        """A ``getActiveJobs`` answer was served at ``t``: submit the armed between-polls jobs
+        just after it, so that they end before the next poll."""
+        for index in self._armed:
+            self._push(t + AFTER_POLL_S, _SCRIPT_NOW, str(index))
+        self._armed.clear()
+
+    def _play(self, kind: int, index: int, t: float) -> None:
+        if kind == _ROUND:
+            for i, spec in enumerate(self.script):
+                self._push(t + spec.at_s, _SCRIPT, str(i))
+            if self._repeat_s is not None:
+                self._push(t + self._repeat_s, _ROUND, str(index + 1))
+        elif kind == _SCRIPT and self.script[index].between_polls:
+            self._armed.append(index)
+        else:
+            self._submit_scripted(self.script[index], t)
+
+    def _submit_scripted(self, spec: ScriptedJob, t: float) -> None:
+        rng = self._script_rng
+        kind = _KIND_BY_TYPE[spec.type]
+        waiting_at = t + spec.new_s
+        running_at = waiting_at + spec.waiting_s
+        fraction = spec.end_running / spec.running_s
+        counts = _plan_counts(spec.outcome, spec.files, fraction, kind, rng)
+        plan = _Plan(
+            kind, spec.files, waiting_at, running_at, spec.running_s, spec.end_running,
+            spec.outcome, counts,
+        )  # fmt: skip
+        stalls = [] if spec.stall_at_s is None else [(running_at + spec.stall_at_s, spec.stall_s)]
+        failed = spec.outcome is Outcome.FAILED and not spec.between_polls
+        linger = self.config.fail_linger_s if failed else 0.0
+        job = self._job(rng, t, plan, stalls, linger, spec.name)
+        self.active[job.handle] = job
+        self._scripted.add(job.handle)
+        if not spec.log:
+            self._no_log.add(job.handle)
+        self._facts.append(Transition(t, self.handle, job.handle, None, NEW))
+        self._push(job.waiting_at, _TO_WAITING, job.handle)
 
     def _draw_outcome(self) -> tuple[Outcome, float]:
         cfg, u = self.config, self.rng.random()
@@ -216,11 +305,17 @@ class CompanySim:
             files=job.files,
         )
         delay = self.config.log_delay_s if self.log_delay is None else self.log_delay
+        if job.handle in self._no_log:
+            delay = math.inf
         if delay == 0:
             self._publish(log, t)
         elif math.isfinite(delay):
             self._pending_logs[job.handle] = log
             self._push(t + delay, _LOG, job.handle)
+        if job.handle in self._scripted:  # the script replaces nothing: it has its own times
+            self._scripted.discard(job.handle)
+            self._no_log.discard(job.handle)
+            return
         gap = self.rng.expovariate(1 / self.config.submit_gap_s) if self.config.submit_gap_s else 0
         self._push(t + gap, _SUBMIT)
 
@@ -259,6 +354,20 @@ class CompanySim:
                 self._reschedule_gone(job)
                 return True
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What decides a job's life: its kind, size, timings and end."""
+
+    kind: JobKind
+    files: int
+    waiting_at: float
+    running_at: float
+    duration: float
+    end_running: float
+    outcome: Outcome
+    counts: LogCounts
 
 
 def _plan_counts(
@@ -308,6 +417,8 @@ class SimWorld:
         self.companies: dict[str, CompanySim] = {}
         self._index = {handle: i for i, handle in enumerate(config.companies)}
         self._log_delays: dict[str | None, float] = {}
+        #: When the scenario started (the first answered poll); ``None``: not yet, or none.
+        self.scenario_start: float | None = None
 
     def company(self, handle: str | None) -> CompanySim | None:
         """The company's process (built on first use); ``None`` for an unknown company."""
@@ -322,7 +433,20 @@ class SimWorld:
                 handle, index, self.config, self.epoch, self.facts
             )
             sim.log_delay = self._log_delays.get(handle, self._log_delays.get(None))
+            if self.scenario_start is not None:
+                sim.start_script(self.scenario_start)
         return sim
+
+    def polled(self, handle: str, t: float) -> None:
+        """A company's ``getActiveJobs`` was answered at ``t``: the first answer starts the
+        scenario; between-polls jobs of that company are submitted just after it."""
+        if self.config.scenario is not None and self.scenario_start is None:
+            self.scenario_start = t
+            for started in self.companies.values():
+                started.start_script(t)
+        sim = self.company(handle)
+        if sim is not None:
+            sim.polled(t)
 
     def advance(self, handle: str, t: float) -> CompanySim | None:
         """Bring one company to time ``t``; returns it (``None`` if unknown)."""

@@ -211,7 +211,7 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
 async def _answer(
     sim: Simulator, req: SoapRequest, company: str, request: web.Request
 ) -> web.StreamResponse:
-    decision = sim.plan.decide(company, req.operation)
+    decision = sim.decide(company, req.operation)
     if decision.latency_s and not await sim.sleep(decision.latency_s):
         return _drop(request)
     mode, rule = decision.mode, decision.rule
@@ -225,6 +225,8 @@ async def _answer(
             filtered = "jobHandle" in req.params or "originalName" in req.params
             extra = {"filtered": True} if filtered else {}
             sim.record("poll", company=company, ok=True, jobs=jobs, **extra)
+            if not filtered:  # a whole, good answer: the scenario's clock of polls
+                sim.polled(company, sim.clock.now())
         response = _xml_response(body, request, req.auth)
         if not is_poll:  # a job log reply: IPS's clock for the reconciliation window
             response.headers["Date"] = http_date(sim)

@@ -15,7 +15,7 @@ from aiohttp import web
 from lxml import etree
 
 from streamer.simulator.config import SimulatorConfig
-from streamer.simulator.faults import FaultPlan
+from streamer.simulator.faults import Decision, FaultPlan, FaultRule
 from streamer.simulator.groundtruth import GroundTruthWriter
 from streamer.simulator.lifecycle import CompanySim, SimWorld
 from streamer.simulator.render import DateFormatter
@@ -85,6 +85,23 @@ class Simulator:
             self.truth.write(
                 {"kind": kind, "t": self.iso(self.clock.now()), "wall": wall, **fields}
             )
+
+    def decide(self, company: str, operation: str) -> Decision:
+        """What to do with one request: a scenario outage in force fails it, else the plan."""
+        start = self.world.scenario_start
+        scenario = self.config.scenario
+        if scenario is not None and start is not None:
+            outage = scenario.outage_at(company, self.clock.now() - start)
+            if outage is not None:
+                return Decision(0.0, FaultRule(company=company, mode=outage.mode))
+        return self.plan.decide(company, operation)
+
+    def polled(self, company: str, t: float) -> None:
+        """An unfiltered ``getActiveJobs`` of ``company`` was answered at simulated ``t``."""
+        started = self.world.scenario_start is not None
+        self.world.polled(company, t)
+        if not started and self.world.scenario_start is not None:
+            self.record("control", action="scenario_started")
 
     def sync(self, company: str | None = None) -> CompanySim | None:
         """Advance one company (or every built one) to now and log what happened."""
