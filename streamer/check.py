@@ -4,6 +4,8 @@ Calls ``getActiveJobs`` once per company, connects to Kafka with the configured 
 refused login is named as such, not as an unreachable broker) and checks the contract's topics
 (missing ones, and the settings :func:`streamer.topics.evaluate` judges). It never starts a
 transactional producer: that would fence a running instance that uses the same transactional id.
+Last, it prints what will be streamed: each company's effective ``[filter]`` and the ``[privacy]``
+policy.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import aiohttp
 
 from streamer.config import Settings
 from streamer.encode import TopicNames
+from streamer.filters import describe, screen
 from streamer.ips import IpsClient, IpsError
 from streamer.kafka_access import KafkaAuthenticationFailed, probe
 from streamer.service import ips_settings_for
@@ -39,7 +42,10 @@ async def run_check(settings: Settings, echo: Callable[[str], None]) -> bool:
                     clients[(user, password)] = client
                 snap = await client.get_active_jobs(company.handle)
                 ms = (time.perf_counter() - started) * 1000
-                echo(f"ips {company.handle}: ok, {len(snap.jobs)} active jobs ({ms:.0f} ms)")
+                flt = settings.filter.for_company(company.handle)
+                streamed = len(screen(flt, snap, {}).snapshot.jobs)
+                shown = "" if flt.streams_every_type else f", {streamed} of them streamed"
+                echo(f"ips {company.handle}: ok, {len(snap.jobs)} active jobs{shown} ({ms:.0f} ms)")
             except IpsError as exc:
                 ok = False
                 echo(f"ips {company.handle}: FAILED ({getattr(exc, 'kind', '?')}): {exc}")
@@ -47,8 +53,29 @@ async def run_check(settings: Settings, echo: Callable[[str], None]) -> bool:
                 ok = False
                 echo(f"ips {company.handle}: FAILED: {exc!r}")
     ok = await _check_kafka(settings, echo) and ok
+    for line in filter_lines(settings):
+        echo(line)
     echo("result: ok" if ok else "result: FAILED")
     return ok
+
+
+def filter_lines(settings: Settings) -> list[str]:
+    """What is streamed: each company's effective filter, and the privacy policy."""
+    lines = []
+    for company in settings.companies:
+        own = (
+            " (own [filter.companies] keys)" if company.handle in settings.filter.companies else ""
+        )
+        flt = settings.filter.for_company(company.handle)
+        lines.append(f"filter {company.handle}: {describe(flt)}{own}")
+    privacy = settings.privacy
+    how = {
+        "keep": "published as IPS sends it",
+        "hash": f"published as hmac-sha256:<hex>, key from {privacy.hash_key_file}",
+        "drop": 'published as ""',
+    }[privacy.submit_user_email]
+    lines.append(f"privacy: submitUserEmail {privacy.submit_user_email}: {how}")
+    return lines
 
 
 async def _check_kafka(settings: Settings, echo: Callable[[str], None]) -> bool:

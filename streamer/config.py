@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, NamedTuple, NoReturn
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -52,6 +53,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 from pydantic_settings.sources.utils import parse_env_vars
+
+from streamer.filters import DOCUMENTED_JOB_TYPES, JOB_STATES, JobFilter
+from streamer.privacy import MIN_KEY_BYTES, EmailPolicy, Mode
 
 ENV_PREFIX = "STREAMER_"
 ENV_DELIMITER = "__"
@@ -253,6 +257,120 @@ class CompletionConfig(_Section):
     def reconcile(self) -> bool:
         """Whether reconciliation is on."""
         return self.reconcile_interval_s > 0
+
+
+def _names(values: tuple[str, ...] | None, known: Sequence[str]) -> tuple[str, ...] | None:
+    """Job type or state names: non-empty, in IPS's own spelling when it is a known name."""
+    if values is None:
+        return None
+    by_fold = {k.casefold(): k for k in known}
+    for value in values:
+        if not value.strip():
+            raise ValueError("names must not be empty")
+        spelt = by_fold.get(value.casefold())
+        if spelt is not None and spelt != value:
+            raise ValueError(
+                f"{value!r} is not an IPS name; did you mean {spelt!r}? (case matters)"
+            )
+    return tuple(dict.fromkeys(values))
+
+
+def _job_types(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    return _names(values, DOCUMENTED_JOB_TYPES)
+
+
+def _states(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    return _names(values, JOB_STATES)
+
+
+JobTypes = Annotated[tuple[str, ...], AfterValidator(_job_types)]
+States = Annotated[tuple[str, ...], AfterValidator(_states)]
+
+
+def _no_overlap(section: _Section) -> None:
+    both = set(getattr(section, "job_types", None) or ()) & set(
+        getattr(section, "exclude_job_types", None) or ()
+    )
+    if both:
+        why = f"{', '.join(sorted(both))} also in job_types (a type is either streamed or not)"
+        _fail([(("exclude_job_types",), why)])
+
+
+class CompanyFilterConfig(_Section):
+    """``[filter.companies."<handle>"]``: a company's own value of any ``[filter]`` key."""
+
+    job_types: JobTypes | None = None
+    exclude_job_types: JobTypes | None = None
+    states: States | None = None
+    progress: bool | None = None
+
+    @model_validator(mode="after")
+    def _overlap(self) -> CompanyFilterConfig:
+        _no_overlap(self)
+        return self
+
+
+class FilterConfig(_Section):
+    """``[filter]``: which jobs and events are streamed (see :mod:`streamer.filters`)."""
+
+    #: Job types streamed; empty = every type.
+    job_types: JobTypes = ()
+    #: Job types never streamed (wins over job_types).
+    exclude_job_types: JobTypes = ()
+    #: States whose job.observed / job.state_changed are published; empty = every state.
+    states: States = ()
+    #: False turns job.progress off.
+    progress: bool = True
+    #: Per-company values, by company handle; a key a company does not set is the [filter] one.
+    companies: dict[str, CompanyFilterConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _overlap(self) -> FilterConfig:
+        _no_overlap(self)
+        return self
+
+    def for_company(self, handle: str) -> JobFilter:
+        """The effective filter of one company: its own keys, else the ``[filter]`` ones."""
+        own = self.companies.get(handle, CompanyFilterConfig())
+
+        def pick(key: str) -> Any:
+            value = getattr(own, key)
+            return getattr(self, key) if value is None else value
+
+        return JobFilter(
+            job_types=frozenset(pick("job_types")),
+            exclude_job_types=frozenset(pick("exclude_job_types")),
+            states=frozenset(pick("states")),
+            progress=pick("progress"),
+        )
+
+
+class PrivacyConfig(_Section):
+    """``[privacy]``: what the streamer publishes of personal data (see :mod:`streamer.privacy`)."""
+
+    submit_user_email: Annotated[Mode, BeforeValidator(_lower)] = "drop"
+    #: Secret file holding the HMAC key of ``submit_user_email = "hash"``.
+    hash_key_file: Path | None = None
+    _key: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _read_key(self) -> PrivacyConfig:
+        if self.submit_user_email != "hash":
+            return self
+        if self.hash_key_file is None:
+            _fail([(("hash_key_file",), 'required when submit_user_email is "hash"')])
+        key = _secret_file(None, self.hash_key_file, "hash_key")
+        if key is not None and len(key.get_secret_value().encode()) < MIN_KEY_BYTES:
+            why = f"the key in {str(self.hash_key_file)!r} is shorter than {MIN_KEY_BYTES} bytes"
+            _fail([(("hash_key_file",), why)])
+        self._key = key
+        return self
+
+    @property
+    def policy(self) -> EmailPolicy:
+        """The policy to apply to IPS replies (holds the key: never log it)."""
+        key = b"" if self._key is None else self._key.get_secret_value().encode()
+        return EmailPolicy(self.submit_user_email, key)
 
 
 #: Longest ``kafka.transactional_id`` accepted (as long as a Kafka topic name may be).
@@ -461,6 +579,8 @@ class Settings(BaseSettings):
     progress: ProgressConfig = ProgressConfig()
     stall: StallConfig = StallConfig()
     completion: CompletionConfig = CompletionConfig()
+    filter: FilterConfig = FilterConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     kafka: KafkaConfig = KafkaConfig()
     http: HttpConfig = HttpConfig()
     events: EventsConfig = EventsConfig()
@@ -507,6 +627,10 @@ class Settings(BaseSettings):
         if no_pw:
             why = f"required (or ips.password_file): companies {', '.join(no_pw)} have no password"
             problems.append((("ips", "password"), why + " or password_file of their own"))
+        for handle in self.filter.companies:
+            if handle not in seen:  # a misspelt handle would silently filter nothing
+                why = "no such company in [[companies]]"
+                problems.append((("filter", "companies", handle), why))
         if problems:
             _fail(problems)
         return self
@@ -649,5 +773,7 @@ def _dotted(loc: Loc) -> str:
     """``("companies", 0, "handle")`` -> ``companies[0].handle``."""
     text = ""
     for part in loc:
+        if isinstance(part, str) and not part.isidentifier():
+            part = f'"{part}"'  # a company handle as a TOML key: filter.companies."c|1001"
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text or "(top level)"

@@ -29,7 +29,7 @@ from typing import Protocol
 import structlog
 
 from streamer.checkpoint import encode_ledger
-from streamer.cycle import cycle_records, owned, settle
+from streamer.cycle import Settled, cycle_records, owned, settle
 from streamer.diff import DiffSettings, diff
 from streamer.encode import (
     DEFAULT_CONTRACT,
@@ -38,7 +38,9 @@ from streamer.encode import (
     TopicNames,
     encode_heartbeat,
     encode_notification,
+    encode_tombstone,
 )
+from streamer.filters import JobFilter, publishable, screen
 from streamer.ips import AuthenticationFault, IpsError, IpsTransportError, JobLogListing
 from streamer.kafka import CommitUncertain, FencedError, PublishError, RecordRejected
 from streamer.metrics import Metrics
@@ -49,6 +51,7 @@ from streamer.model import (
     TrackedJob,
     event_type,
 )
+from streamer.privacy import EmailPolicy, redact_state
 from streamer.reconcile import CompanyLedger, LedgerStep, Window, already_reported
 from streamer.reconciler import CompanyReconciler, ReconcilePolicy
 from streamer.record_guard import RecordGuard
@@ -153,11 +156,17 @@ class CompanyPoller:
         reconcile: ReconcilePolicy | None = None,
         ledger: CompanyLedger | None = None,
         contract: Contract = DEFAULT_CONTRACT,
+        job_filter: JobFilter | None = None,
+        privacy: EmailPolicy | None = None,
     ) -> None:
         self.handle = handle
         self._client = client
         self._publisher = publisher
-        self.state = state
+        # [filter] and [privacy]: the client already redacts its replies; restored state is
+        # redacted here, and the checkpoint records that held the old value are rewritten.
+        self._filter = job_filter or JobFilter()
+        self._privacy = privacy or EmailPolicy()
+        self.state, self._rewrite = redact_state(self._privacy, state)
         self._poll = poll
         self._backoff = poll.backoff
         self._diff = diff_settings
@@ -208,6 +217,7 @@ class CompanyPoller:
                 monotonic=monotonic,
                 uniform=uniform,
                 notify=self._notification,
+                job_filter=self._filter,
             )
         )
         self._status.reconciled_to = None if ledger is None else ledger.watermark
@@ -293,11 +303,14 @@ class CompanyPoller:
         latency = time.perf_counter() - started
         self._metrics.poll_latency.observe(latency)
         listed_jobs = len(snapshot.jobs)
-        snapshot = self._unreported(self._records.fit(self._owned(snapshot)))
+        # Jobs of filtered types are invisible from here on (see streamer.filters).
+        screened = screen(self._filter, self._owned(snapshot), self.state)
+        streamed_jobs = len(screened.snapshot.jobs)
+        snapshot = self._unreported(self._records.fit(screened.snapshot))
         now = self._clock()
-        result = diff(self.state, snapshot, now, self._diff, self._prev_poll_at, gap=self._gap)
+        result = diff(screened.state, snapshot, now, self._diff, self._prev_poll_at, gap=self._gap)
         logs = await self._look_up(result.pending_completion)
-        settled = settle(result, logs, now, self._diff)
+        settled = self._publishable(settle(result, logs, now, self._diff))
         step, notes, todo = (
             (None, [], None)
             if self._reconciler is None
@@ -306,7 +319,7 @@ class CompanyPoller:
         if step is not None and step.events:
             settled = replace(settled, events=settled.events + step.events)
         heartbeat = (
-            Heartbeat(self.handle, now, True, latency, listed_jobs, now)
+            Heartbeat(self.handle, now, True, latency, streamed_jobs, now)
             if self._poll.heartbeat
             else None
         )
@@ -317,6 +330,7 @@ class CompanyPoller:
             heartbeat=heartbeat,
             contract=self._contract,
         )
+        records.extend(self._forget(screened.forgotten))
         ledger = self.ledger if step is None else step.ledger
         if ledger is not None and ledger is not self.ledger:
             records.append(
@@ -337,7 +351,7 @@ class CompanyPoller:
         st = self._status
         recovered = st.consecutive_failures > 0
         st.last_success_at = now
-        st.active_jobs = listed_jobs
+        st.active_jobs = streamed_jobs
         st.consecutive_failures = 0
         st.last_error = st.last_error_kind = None
         st.state = "ok"
@@ -345,6 +359,8 @@ class CompanyPoller:
             "company_cycle",
             company=self.handle,
             jobs=listed_jobs,
+            filtered_out=screened.filtered_out or None,
+            forgotten=len(screened.forgotten) or None,
             events=len(settled.events),
             completed=len(settled.completed),
             reconciled=len(step.events) if step is not None and step.events else None,
@@ -355,6 +371,24 @@ class CompanyPoller:
             recovered=recovered or None,
         )
         return None
+
+    def _publishable(self, settled: Settled) -> Settled:
+        """The events ``[filter]`` publishes (renumbered) and the checkpoints to rewrite."""
+        events, state = publishable(self._filter, settled.events, settled.state)
+        changed = settled.changed
+        if self._rewrite:
+            # Checkpoint records written before the privacy policy changed: rewrite them once.
+            changed = tuple(sorted({*changed, *(h for h in self._rewrite if h in state)}))
+        if events is settled.events and state is settled.state and changed is settled.changed:
+            return settled
+        return replace(settled, events=events, state=state, changed=changed)
+
+    def _forget(self, handles: Sequence[str]) -> list[Record]:
+        """Tombstones of tracked jobs whose type is now filtered out (public and private)."""
+        if handles:
+            log.info("filtered_jobs_forgotten", company=self.handle, jobs=len(handles))
+        latest = [encode_tombstone(h, topics=self._topics) for h in handles]
+        return latest + [replace(r, topic=self._topics.checkpoint) for r in latest]
 
     def _unreported(self, snapshot: Snapshot) -> Snapshot:
         """Leave out listed jobs the ledger already reports completed (never observed again)."""
@@ -390,7 +424,7 @@ class CompanyPoller:
             jobs=len(state),
             changed=state != self.state or None,
         )
-        self.state = state
+        self.state, self._rewrite = redact_state(self._privacy, state)
         self._status.tracked_jobs = len(state)
         # The ledger was committed in the same transactions as the state: re-read it too.
         self.ledger = self._publisher.committed_ledger(self.handle, self._resync_epoch)
@@ -419,6 +453,7 @@ class CompanyPoller:
     def _advance(self, state: dict[str, TrackedJob], now: datetime) -> None:
         """The cycle committed: its state is the new base of the next diff."""
         self.state = state
+        self._rewrite = ()
         self._prev_poll_at = now
         self._gap = False
         self._degraded = False

@@ -21,6 +21,7 @@ import structlog
 
 from streamer.cycle import Settled
 from streamer.encode import Record
+from streamer.filters import JobFilter
 from streamer.ips import IpsError, JobLogListing
 from streamer.metrics import Metrics
 from streamer.model import JobCompleted
@@ -109,8 +110,10 @@ class CompanyReconciler:
         monotonic: Callable[[], float],
         uniform: Uniform,
         notify: Callable[[str, str, datetime], Record],
+        job_filter: JobFilter | None = None,
     ) -> None:
         self.handle = handle
+        self._filter = job_filter or JobFilter()
         self._client = client
         self._log_sem = log_lookups
         self._policy = policy
@@ -196,7 +199,8 @@ class CompanyReconciler:
                     got = listed(head, listing.logs, rules.max_rows)
                     del todo[0]
                     if isinstance(got, Page):
-                        pages.append(got)
+                        # Logs of filtered job types are never reconciled (streamer.filters).
+                        pages.append(Page(got.window, self._filter.logs(got.logs)))
                     else:
                         todo[:0] = got
                 done.complete = not todo

@@ -38,6 +38,7 @@ from streamer.metrics import Metrics
 from streamer.poller import CompanyPoller, PollSettings, company_source
 from streamer.reconcile import CompanyLedger, ReconcileSettings
 from streamer.reconciler import ReconcilePolicy
+from streamer.redacting_source import RedactingSource
 from streamer.restore import CompanyStates, restore_state
 from streamer.retry import Backoff, Stopped, sleep_or_stop, until_stopped
 from streamer.shards import ShardCoordinator, ShardOwner, ShardPlan, companies_by_shard
@@ -484,9 +485,11 @@ class Service:
         # Shards are taken over in any order: /status keeps the configured order.
         order = self._order
         self.status.companies = dict(sorted(companies.items(), key=lambda kv: order[kv[0]]))
+        privacy = cfg.privacy.policy
         return CompanyPoller(
             handle=handle,
-            client=client,
+            # [privacy] applies to every reply before the poller reads it.
+            client=client if privacy.keeps else RedactingSource(client, privacy),
             publisher=CommitWatch(publisher, status, self.clock),
             state=dict(states.get(handle, {})),
             poll=PollSettings(
@@ -517,6 +520,8 @@ class Service:
             polls=poll_sem,
             reconcile=None if reconcile is None else reconcile_for(reconcile, interval),
             ledger=ledger,
+            job_filter=cfg.filter.for_company(handle),
+            privacy=privacy,
         )
 
     async def _serve_http(self, bound: asyncio.Future[int]) -> None:

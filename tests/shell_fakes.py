@@ -15,11 +15,13 @@ from typing import Any
 
 from streamer.diff import DiffSettings
 from streamer.encode import Record, TopicNames
+from streamer.filters import JobFilter
 from streamer.ips import JobLogListing
 from streamer.kafka import PublishError
 from streamer.metrics import Metrics
 from streamer.model import JobLog, Snapshot, TrackedJob
 from streamer.poller import BatchSink, CompanyPoller, PollSettings
+from streamer.privacy import EmailPolicy
 from streamer.reconcile import CompanyLedger
 from streamer.reconciler import ReconcilePolicy
 from streamer.status import CompanyStatus, ServiceStatus
@@ -183,6 +185,8 @@ def rig(
     company: str = COMPANY,
     reconcile: ReconcilePolicy | None = None,
     ledger: CompanyLedger | None = None,
+    job_filter: JobFilter | None = None,
+    privacy: EmailPolicy | None = None,
 ) -> Rig:
     """A :class:`CompanyPoller` for :data:`COMPANY` on fakes (or ``publisher``), manual clock."""
     sink, clock, stop = FakeSink(), ManualClock(), asyncio.Event()
@@ -210,6 +214,8 @@ def rig(
         sleep=clock.sleep,
         reconcile=reconcile,
         ledger=ledger,
+        job_filter=job_filter,
+        privacy=privacy,
     )
     return Rig(poller, ips, sink, publisher or sink, clock, metrics, status, stop)
 
