@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
+from streamer.completion_context import ContextSettings
 from streamer.config import Settings
 from streamer.diff import DiffSettings
 from streamer.encode import TopicNames
@@ -32,6 +33,7 @@ from streamer.kafka import (
     Publisher,
 )
 from streamer.kafka_access import wait_for_access
+from streamer.log_details import LogDetailsPolicy
 from streamer.metrics import Metrics
 from streamer.poller import CompanyPoller, PollSettings, company_source
 from streamer.reconcile import CompanyLedger, ReconcileSettings
@@ -102,6 +104,18 @@ def reconcile_policy(cfg: Settings) -> ReconcilePolicy | None:
             # (an entry is a job handle and a number, about 100 bytes).
             max_reported=max(100, cfg.kafka.max_record_bytes // 200),
         ),
+    )
+
+
+def log_details_policy(cfg: Settings) -> LogDetailsPolicy:
+    """How completions read their job log messages (``[completion]``)."""
+    c = cfg.completion
+    return LogDetailsPolicy(
+        settings=ContextSettings(
+            max_messages=c.max_log_messages, max_message_chars=c.max_log_message_chars
+        ),
+        max_lookups=c.max_log_lookups,
+        timeout_s=c.log_messages_timeout_s,
     )
 
 
@@ -484,6 +498,7 @@ class Service:
             polls=poll_sem,
             reconcile=None if reconcile is None else reconcile_for(reconcile, interval),
             ledger=ledger,
+            log_details=log_details_policy(cfg),
         )
 
     async def _serve_http(self, bound: asyncio.Future[int]) -> None:

@@ -18,7 +18,7 @@ from streamer.encode import Record, TopicNames
 from streamer.ips import JobLogListing
 from streamer.kafka import PublishError
 from streamer.metrics import Metrics
-from streamer.model import JobLog, Snapshot, TrackedJob
+from streamer.model import JobLog, JobLogDetail, JobLogDetailPage, Snapshot, TrackedJob
 from streamer.poller import BatchSink, CompanyPoller, PollSettings
 from streamer.reconcile import CompanyLedger
 from streamer.reconciler import ReconcilePolicy
@@ -42,6 +42,10 @@ class ScriptedIps:
         self.listing_error: BaseException | None = None
         #: The ``(start, end, num_rows)`` of every getJobLogs request.
         self.listings: list[tuple[datetime | None, datetime | None, int | None]] = []
+        #: Detail rows per job handle (served filtered and paged), or an error to raise.
+        self.details: dict[str, list[JobLogDetail] | BaseException] = {}
+        #: The ``(job_handle, log_types, rows)`` of every getJobLogDetails page request.
+        self.detail_lookups: list[tuple[str, tuple[str, ...], int]] = []
 
     async def get_active_jobs(self, company_handle: str) -> Snapshot:
         """Pop the next scripted reply (the last one repeats)."""
@@ -58,6 +62,19 @@ class ScriptedIps:
         if isinstance(answer, BaseException):
             raise answer
         return answer
+
+    async def get_job_log_details(
+        self, company_handle: str, job_handle: str, *, log_types: Sequence[str], rows: int
+    ) -> JobLogDetailPage | None:
+        """The first ``rows`` scripted detail rows of ``job_handle`` of the given types."""
+        self.detail_lookups.append((job_handle, tuple(log_types), rows))
+        answer = self.details.get(job_handle)
+        if isinstance(answer, BaseException):
+            raise answer
+        if answer is None:
+            return None
+        matching = [d for d in answer if d.log_type in log_types]
+        return JobLogDetailPage(job_handle, tuple(matching[:rows]), len(matching))
 
     async def list_job_logs(
         self,
