@@ -27,7 +27,8 @@ Rules:
 4. **Selection** (:func:`select`): per kind, the rows of that kind (rows of another kind are
    dropped: a server that ignores the filter must not turn a success row into an error), ordered
    by ``dateCreated`` (rows without a date last, reply order otherwise), the first
-   ``max_messages`` kept; every text cut to ``max_message_chars`` (an ellipsis marks a cut).
+   ``max_messages`` kept; message, asset name and asset type cut to ``max_message_chars`` (an
+   ellipsis marks a cut; log types, IPS constants, are kept whole up to 200 characters).
    The total of a kind is the page's ``detailTotalRows`` when every row of the page was of that
    kind (the filter was honoured), else the rows of that kind the page held; never fewer than
    the rows kept. A kind not asked for has no messages and total 0.
@@ -102,6 +103,9 @@ DOCUMENTED_WARNING_TYPES: tuple[str, ...] = (
 )
 
 _ELLIPSIS = "…"
+#: Longest log type kept: types are IPS constants (a few dozen characters), kept whole; the bound
+#: is for hostile replies only, so that a completion always fits its record.
+_TYPE_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +267,7 @@ def _kept(
     kept = tuple(
         LogMessage(
             message=cut(d.message.strip(), n),
-            log_type=cut(d.log_type, n),
+            log_type=cut(d.log_type, _TYPE_CHARS),
             asset_name=None if d.asset_name is None else cut(d.asset_name, n),
             asset_type=None if d.asset_type is None else cut(d.asset_type, n),
             at=d.created_at,

@@ -17,6 +17,7 @@ from streamer.diff import DiffSettings
 from streamer.encode import Record, TopicNames
 from streamer.ips import JobLogListing
 from streamer.kafka import PublishError
+from streamer.log_details import LogDetailsPolicy
 from streamer.metrics import Metrics
 from streamer.model import JobLog, JobLogDetail, JobLogDetailPage, Snapshot, TrackedJob
 from streamer.poller import BatchSink, CompanyPoller, PollSettings
@@ -200,6 +201,7 @@ def rig(
     company: str = COMPANY,
     reconcile: ReconcilePolicy | None = None,
     ledger: CompanyLedger | None = None,
+    log_details: LogDetailsPolicy | None = None,
 ) -> Rig:
     """A :class:`CompanyPoller` for :data:`COMPANY` on fakes (or ``publisher``), manual clock."""
     sink, clock, stop = FakeSink(), ManualClock(), asyncio.Event()
@@ -227,6 +229,7 @@ def rig(
         sleep=clock.sleep,
         reconcile=reconcile,
         ledger=ledger,
+        log_details=log_details,
     )
     return Rig(poller, ips, sink, publisher or sink, clock, metrics, status, stop)
 
