@@ -10,6 +10,9 @@ one ``getJobLogDetails`` request per kind of message, each a single small page
   ``logMessages: null`` (counted ``skipped``): a mass failure must not hold its cycle for
   thousands of requests;
 * all of them within ``timeout_s``; those not answered by then publish null (``timeout``);
+* none once shutdown began (``skipped``): the cycle in flight must commit within the hand-over
+  bound, so a drain does not wait for messages;
+* the pages of both kinds of one completion at once (one IPS round trip);
 * at most as many at once as the shared job-log semaphore allows.
 
 A look-up that fails (transport error, fault, a reply without the job's log, anything else) is
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -77,8 +80,10 @@ class LogDetails:
         log_lookups: asyncio.Semaphore,
         policy: LogDetailsPolicy,
         metrics: Metrics,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.handle = handle
+        self._stop = stop
         self._client = client
         self._sem = log_lookups
         self._policy = policy
@@ -106,7 +111,9 @@ class LogDetails:
         if not wanted:
             return {}
         found: dict[str, LogMessages | None] = {h: None for h, _ in wanted}
-        skipped = wanted[policy.max_lookups :]
+        stopping = self._stop is not None and self._stop.is_set()
+        budget = 0 if stopping else policy.max_lookups
+        skipped = wanted[budget:]
         if skipped:
             self._metrics.log_message_lookups.labels("skipped").inc(len(skipped))
             log.warning(
@@ -114,38 +121,69 @@ class LogDetails:
                 company=self.handle,
                 jobs=len(skipped),
                 first=skipped[0][0][:200],
+                reason="shutdown" if stopping else "max_lookups",
                 max_lookups=policy.max_lookups,
             )
         tasks = {
             handle: asyncio.ensure_future(self._read(handle, queries))
-            for handle, queries in wanted[: policy.max_lookups]
+            for handle, queries in wanted[:budget]
         }
-        try:
-            await asyncio.wait(tasks.values(), timeout=policy.timeout_s)
-        finally:  # also when the cycle itself is cancelled: no look-up outlives it
-            late = {t for t in tasks.values() if not t.done()}
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.gather(*late, return_exceptions=True)
-        if late:
-            self._metrics.log_message_lookups.labels("timeout").inc(len(late))
-            log.warning(
-                "log_messages_timeout",
-                company=self.handle,
-                jobs=len(late),
-                timeout_s=policy.timeout_s,
-            )
-        for handle, task in tasks.items():
-            if task not in late:
-                found[handle] = task.result()
+        if tasks:
+            late = await self._wait(list(tasks.values()), policy.timeout_s)
+            for handle, task in tasks.items():
+                if task not in late:
+                    found[handle] = task.result()
         return found
 
+    async def _wait(self, tasks: list[asyncio.Future[Any]], timeout_s: float) -> set[Any]:
+        """Wait for ``tasks`` until all are done, ``timeout_s`` passed or shutdown began; cancel
+        (and count) the others, also when the cycle itself is cancelled. Returns those."""
+        everything: asyncio.Future[Any] = asyncio.gather(*tasks)
+        waiters: set[asyncio.Future[Any]] = {everything}
+        stopper = None if self._stop is None else asyncio.ensure_future(self._stop.wait())
+        if stopper is not None:
+            waiters.add(stopper)
+        try:
+            await asyncio.wait(
+                waiters,
+                timeout=timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:  # no look-up outlives its cycle
+            if stopper is not None:
+                stopper.cancel()
+            late = {t for t in tasks if not t.done()}
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            if everything.done() and not everything.cancelled():
+                everything.exception()  # retrieved: a cancelled look-up is no error here
+        if late:
+            # The cycle in flight must commit within the shutdown's hand-over bound: a drain
+            # does not wait for messages.
+            stopping = self._stop is not None and self._stop.is_set()
+            result = "skipped" if stopping else "timeout"
+            self._metrics.log_message_lookups.labels(result).inc(len(late))
+            log.warning(
+                "log_messages_timeout" if result == "timeout" else "log_messages_skipped",
+                company=self.handle,
+                jobs=len(late),
+                reason="shutdown" if stopping else "timeout",
+                timeout_s=timeout_s,
+            )
+        return late
+
     async def _read(self, handle: str, queries: tuple[DetailQuery, ...]) -> LogMessages | None:
+        # The pages of both kinds at once: one IPS round trip, not two, per completion.
+        got = await asyncio.gather(
+            *(self._page(handle, q) for q in queries), return_exceptions=True
+        )
         pages: dict[Kind, JobLogDetailPage] = {}
         try:
-            for query in queries:
-                pages[query.kind] = await self._page(handle, query)
+            for query, page in zip(queries, got, strict=True):
+                if isinstance(page, BaseException):
+                    raise page
+                pages[query.kind] = page
         except _Failed as exc:
             self._metrics.log_message_lookups.labels(exc.result).inc()
             log.warning(

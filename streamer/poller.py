@@ -218,6 +218,7 @@ class CompanyPoller:
             log_lookups=log_lookups,
             policy=log_details or LogDetailsPolicy(),
             metrics=metrics,
+            stop=stop,
         )
 
     @property

@@ -224,3 +224,34 @@ async def test_reconciled_failed_job_is_named_from_its_log_and_gets_messages() -
     assert done["submitUserEmail"] == "ops@example.com"
     assert done["durationS"] == 40.0
     assert done["logMessages"]["errors"][0]["message"] == "asset_0.jpg: corrupt"
+
+
+async def test_no_messages_are_read_once_shutdown_began() -> None:
+    """A cycle finishing during shutdown commits its completions at once, messages null: the
+    drain must fit the shard hand-over bound; a look-up under way when it begins is dropped."""
+    ips = ScriptedIps(snap(job("j|1")), snap())
+    ips.logs["j|1"] = failed_log("j|1")
+    ips.details["j|1"] = errors(2)
+    r = rig(ips)
+    await r.poller.cycle()
+    r.clock.advance(5)
+    r.stop.set()
+    await r.poller.cycle()
+    (done,) = completions(r)
+    assert (done["outcome"], done["logMessages"]) == ("failed", None)
+    assert ips.detail_lookups == []
+    assert sample(r.metrics, LOOKUPS, result="skipped") == 1
+
+    class Hanging(ScriptedIps):
+        async def get_job_log_details(self, *args: object, **kwargs: object) -> JobLogDetailPage:
+            r.stop.set()  # shutdown begins while the page is being read
+            await asyncio.Event().wait()
+            raise AssertionError("never answered")
+
+    ips = Hanging(snap(job("j|1")), snap())
+    ips.logs["j|1"] = failed_log("j|1")
+    r = rig(ips)
+    await asyncio.wait_for(vanish(r), timeout=30)  # not the 10 s budget: shutdown ends it
+    (done,) = completions(r)
+    assert done["logMessages"] is None
+    assert sample(r.metrics, LOOKUPS, result="skipped") == 1
