@@ -88,13 +88,7 @@ def alert_line(headers: Mapping[str, str], value: Mapping[str, Any]) -> str | No
     common = f"company={value.get('companyHandle')} job={value.get('jobHandle')}"
     tail = f"at={value.get('observedAt')} id={headers.get('ce_id')}"
     if ce_type == "job.completed" and value.get("outcome") == "failed":
-        counts = value.get("counts") or {}
-        status = value.get("lastStatus") or {}
-        ok, failed, total = (counts.get(k, "?") for k in ("fileSuccess", "fileError", "totalFile"))
-        return (
-            f"ALERT job_failed  {common} state={status.get('state')} "
-            f"files_ok={ok} files_failed={failed} files_total={total} {tail}"
-        )
+        return failed_line(value, tail)
     if ce_type == "job.stalled":
         status = value.get("status") or {}
         stalled = value.get("stalledForS")
@@ -105,6 +99,36 @@ def alert_line(headers: Mapping[str, str], value: Mapping[str, Any]) -> str | No
             f"message={status.get('progressMessage')!r} {tail}"
         )
     return None
+
+
+def failed_line(value: Mapping[str, Any], tail: str) -> str:
+    """``job_failed``: which job (name, type), how long it ran, how many errors, the first one.
+
+    ``job`` and ``first_error`` are JSON-quoted (names and messages hold spaces and quotes);
+    ``errors`` is the job log's error total, else its file error count; ``first_error`` is left
+    out when the completion carries no messages (the look-up failed).
+    """
+    messages = value.get("logMessages") or {}
+    counts = value.get("counts") or {}
+    name = json.dumps(
+        value.get("jobName") or value.get("originalName") or value.get("jobHandle"),
+        ensure_ascii=False,
+    )
+    duration = value.get("durationS")
+    errors = messages.get("errorTotal", counts.get("fileError", "?"))
+    line = (
+        f"ALERT job_failed  company={value.get('companyHandle')} job={name} "
+        f"type={value.get('jobType') or '?'} "
+        f"duration={f'{duration:.0f}s' if isinstance(duration, int | float) else '?'} "
+        f"errors={errors}"
+    )
+    first = (messages.get("errors") or [None])[0]
+    if first:
+        text = first.get("message", "")
+        if first.get("assetName"):
+            text = f"{text} (asset {first['assetName']})"
+        line += f" first_error={json.dumps(text, ensure_ascii=False)}"
+    return f"{line} handle={value.get('jobHandle')} {tail}"
 
 
 def emit(line: str) -> None:

@@ -252,6 +252,15 @@ class CompletionConfig(_Section):
     reconcile_max_rows: int = Field(default=1000, ge=2, le=100_000)
     #: On a company's very first start, report jobs that ended this long before it.
     lookback_s: NonNegativeFloat = 0.0
+    #: Error (and warning) messages a job.completed other than succeeded carries, each kind.
+    max_log_messages: int = Field(default=5, ge=1, le=100)
+    #: Longest message text kept (longer ones are cut, ending in an ellipsis).
+    max_log_message_chars: int = Field(default=300, ge=20, le=10_000)
+    #: Completions per company cycle whose messages are read (getJobLogDetails); the others
+    #: publish logMessages null. 0: no message is read.
+    max_log_lookups: int = Field(default=100, ge=0, le=10_000)
+    #: Seconds the message look-ups of one cycle may take together.
+    log_messages_timeout_s: PositiveFloat = 10.0
 
     @property
     def reconcile(self) -> bool:

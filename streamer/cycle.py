@@ -9,7 +9,10 @@ so the rule that decides what a cycle commits lives in one place:
    to a :class:`~streamer.model.JobLog` or ``None`` was answered (found / not found or faulted, one
    of the bounded attempts); a handle left out was not answered at all (a transport error) and
    stays as it is, without spending an attempt. A log that names another job than the one asked for
-   is not that job's log: it counts as "not found", never as an outcome.
+   is not that job's log: it counts as "not found", never as an outcome. Completions and stalls
+   carry the job's name, type and submitter from its tracked snapshot
+   (:mod:`streamer.completion_context`); the messages of a completion's job log are attached
+   later by the shell (:func:`streamer.completion_context.attach`).
 3. :func:`cycle_records` turns the settled cycle into Kafka records, in a fixed order: events,
    checkpoint records of the changed jobs (sorted), tombstones of the completed jobs, the same
    checkpoint records and tombstones on the private checkpoint topic, then the optional heartbeat.
@@ -23,6 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from streamer.checkpoint import encode_checkpoint
+from streamer.completion_context import completed_with_job, stalled_with_job
 from streamer.diff import DiffResult, DiffSettings, complete
 from streamer.encode import (
     DEFAULT_CONTRACT,
@@ -33,7 +37,7 @@ from streamer.encode import (
     encode_heartbeat,
     encode_tombstone,
 )
-from streamer.model import Heartbeat, JobEvent, JobLog, Snapshot, TrackedJob
+from streamer.model import Heartbeat, JobEvent, JobLog, JobStalled, Snapshot, TrackedJob
 
 __all__ = ["Settled", "cycle_records", "owned", "settle"]
 
@@ -80,7 +84,12 @@ def settle(
 ) -> Settled:
     """Fold the job-log answers for ``result.pending_completion`` into the diff's outcome."""
     state = dict(result.state)
-    events = list(result.events)
+    events = [
+        stalled_with_job(e, state[e.job_handle].snapshot)
+        if isinstance(e, JobStalled) and e.job_handle in state
+        else e
+        for e in result.events
+    ]
     changed = set(result.changed)
     completed: list[str] = []
     pending: list[str] = []
@@ -93,7 +102,7 @@ def settle(
             log = None  # another job's log is no answer about this one
         event, tracked = complete(state[handle], log, now, settings)
         if event is not None:
-            events.append(event)
+            events.append(completed_with_job(event, state[handle].snapshot))
         if tracked is None:
             del state[handle]
             changed.discard(handle)

@@ -39,6 +39,8 @@ from streamer.model import (
     JobStalled,
     JobStateChanged,
     JobStatus,
+    LogMessage,
+    LogMessages,
     OutcomeCounts,
     SubJob,
     TaskItemProgress,
@@ -381,6 +383,33 @@ def _completed(e: JobCompleted) -> str:
         f',"mayHaveSkipped":{_bool(e.may_have_skipped)}'
         f',"reconciled":{_bool(e.reconciled)}'
         f',"observed":{_bool(e.observed)}'
+        f',"jobName":{_opt_str_json(e.job_name)}'
+        f',"originalName":{_opt_str_json(e.original_name)}'
+        f',"jobType":{_opt_str_json(e.job_type)}'
+        f',"submitUserEmail":{_opt_str_json(e.submit_user_email)}'
+        f',"durationS":{_opt_float_json(e.duration_s)}'
+        f',"logMessages":{_log_messages(e.log_messages)}'
+    )
+
+
+def _log_message(m: LogMessage) -> str:
+    return (
+        f'{{"message":{_str(m.message)}'
+        f',"logType":{_str(m.log_type)}'
+        f',"assetName":{_opt_str_json(m.asset_name)}'
+        f',"assetType":{_opt_str_json(m.asset_type)}'
+        f',"at":{_opt_time(m.at)}}}'
+    )
+
+
+def _log_messages(messages: LogMessages | None) -> str:
+    if messages is None:
+        return "null"
+    return (
+        f'{{"errors":[{",".join([_log_message(m) for m in messages.errors])}]'
+        f',"warnings":[{",".join([_log_message(m) for m in messages.warnings])}]'
+        f',"errorTotal":{messages.error_total}'
+        f',"warningTotal":{messages.warning_total}}}'
     )
 
 
@@ -388,11 +417,21 @@ def _stall(e: JobStalled | JobRecovered) -> str:
     return f',"status":{_status(e.status)},"stalledForS":{_float_json(e.stalled_for_s)}'
 
 
+def _stalled(e: JobStalled) -> str:
+    return (
+        f"{_stall(e)}"
+        f',"jobName":{_opt_str_json(e.job_name)}'
+        f',"originalName":{_opt_str_json(e.original_name)}'
+        f',"jobType":{_opt_str_json(e.job_type)}'
+        f',"submitUserEmail":{_opt_str_json(e.submit_user_email)}'
+    )
+
+
 _EVENT_FIELDS: dict[type[Any], Callable[[Any], str]] = {
     JobObserved: _observed,
     JobStateChanged: _state_changed,
     JobProgress: _progress,
     JobCompleted: _completed,
-    JobStalled: _stall,
+    JobStalled: _stalled,
     JobRecovered: _stall,
 }

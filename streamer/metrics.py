@@ -62,6 +62,8 @@ POLL_FAILURE_KINDS = (
 #: ``result`` of a poll, a job log look-up; ``reason`` of a dead letter; ``type`` of an event.
 POLL_RESULTS = ("ok", "failed")
 JOB_LOG_RESULTS = ("found", "absent", "error", "fault")
+#: ``result`` of a completion's job log message look-up (see streamer.log_details).
+LOG_MESSAGE_RESULTS = ("ok", "absent", "error", "fault", "timeout", "skipped")
 REJECT_REASONS = ("too_large", "refused")
 EVENT_TYPES = tuple(t for t in SCHEMA_IDS if t.startswith("job.") and t != "job.latest")
 
@@ -183,6 +185,12 @@ class Metrics:
         self.job_log_lookups = Counter(
             "streamer_job_log_lookups", "getJobLogDetails calls by result", ["result"], registry=r
         )
+        self.log_message_lookups = Counter(
+            "streamer_log_message_lookups",
+            "Job log message look-ups of completions (getJobLogDetails by log type) by result",
+            ["result"],
+            registry=r,
+        )
         self.jobs_truncated = Counter(
             "streamer_jobs_truncated",
             "Jobs cut to fit kafka.max_record_bytes (each time a cut job changes)",
@@ -247,5 +255,7 @@ class Metrics:
             self.events.labels(event)
         for result in JOB_LOG_RESULTS:
             self.job_log_lookups.labels(result)
+        for result in LOG_MESSAGE_RESULTS:
+            self.log_message_lookups.labels(result)
         for reason in REJECT_REASONS:
             self.records_rejected.labels(reason)

@@ -158,6 +158,51 @@ class JobLog:
     transfer_warning_count: int
     fatal_error: bool
     detail_log_types: tuple[str, ...] = ()
+    #: ``submitUserEmail`` of the log ("" when empty): who submitted the job.
+    submit_user_email: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobLogDetail:
+    """One ``JobLogDetail`` row of a job log, as ``getJobLogDetails`` returns it."""
+
+    log_type: str
+    message: str
+    #: ``dateCreated`` (2014-04-03 on); None before.
+    created_at: datetime | None = None
+    asset_name: str | None = None
+    asset_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobLogDetailPage:
+    """One page of a job's detail rows (``getJobLogDetails`` with paging and a type filter)."""
+
+    job_handle: str
+    details: tuple[JobLogDetail, ...]
+    #: ``detailTotalRows``: rows matching the request across all pages; None when not sent.
+    total_rows: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogMessage:
+    """One error or warning message of a job log, as ``job.completed`` carries it."""
+
+    message: str
+    log_type: str
+    asset_name: str | None = None
+    asset_type: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogMessages:
+    """The first error and warning messages of a finished job's log, with their totals."""
+
+    errors: tuple[LogMessage, ...] = ()
+    warnings: tuple[LogMessage, ...] = ()
+    error_total: int = 0
+    warning_total: int = 0
 
 
 class Outcome(enum.StrEnum):
@@ -264,6 +309,17 @@ class JobCompleted(EventBase):
     #: False when no ``job.observed`` was ever published for the job (it started and ended
     #: between two committed polls, or while the streamer was down).
     observed: bool = True
+    #: The job's name, original name, type and submitter: from its last observation, or from
+    #: its job log when it was never observed (a job log has no type: None then).
+    job_name: str | None = None
+    original_name: str | None = None
+    job_type: str | None = None
+    submit_user_email: str | None = None
+    #: ``ended_at - started_at`` in seconds (job log times); None without both.
+    duration_s: float | None = None
+    #: The first error and warning messages of the job log; None when the outcome is
+    #: ``succeeded`` or no details could be read.
+    log_messages: LogMessages | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +328,11 @@ class JobStalled(EventBase):
 
     status: JobStatus
     stalled_for_s: float
+    #: The job's name, original name, type and submitter (from its tracked snapshot).
+    job_name: str | None = None
+    original_name: str | None = None
+    job_type: str | None = None
+    submit_user_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ and retried with the same backoff as any other failure, so other companies never
 
 Reconciliation (:mod:`streamer.reconciler`, on unless the poller is given no policy) adds the
 completions the job log shows and no poll saw to the same cycle's records, with the company's
-ledger.
+ledger. Completions other than ``succeeded`` then get the first error and warning messages of
+their job log (:mod:`streamer.log_details`); a look-up that fails leaves them null.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Protocol
 import structlog
 
 from streamer.checkpoint import encode_ledger
+from streamer.completion_context import attach
 from streamer.cycle import Settled, cycle_records, owned, settle
 from streamer.diff import DiffSettings, diff
 from streamer.encode import (
@@ -43,10 +45,12 @@ from streamer.encode import (
 from streamer.filters import JobFilter, publishable, screen
 from streamer.ips import AuthenticationFault, IpsError, IpsTransportError, JobLogListing
 from streamer.kafka import CommitUncertain, FencedError, PublishError, RecordRejected
+from streamer.log_details import LogDetails, LogDetailsPolicy
 from streamer.metrics import Metrics
 from streamer.model import (
     Heartbeat,
     JobLog,
+    JobLogDetailPage,
     Snapshot,
     TrackedJob,
     event_type,
@@ -104,6 +108,11 @@ class JobSource(Protocol):
     ) -> JobLogListing:
         """The job logs that ended in ``[start, end]``, at most ``num_rows``, with IPS's clock."""
 
+    async def get_job_log_details(
+        self, company_handle: str, job_handle: str, *, log_types: Sequence[str], rows: int
+    ) -> JobLogDetailPage | None:
+        """One page of a job's detail rows of the given types; None without a log of the job."""
+
 
 class BatchSink(Protocol):
     """Where a poller commits its cycles (the Kafka publisher, or a fake in tests)."""
@@ -158,6 +167,7 @@ class CompanyPoller:
         contract: Contract = DEFAULT_CONTRACT,
         job_filter: JobFilter | None = None,
         privacy: EmailPolicy | None = None,
+        log_details: LogDetailsPolicy | None = None,
     ) -> None:
         self.handle = handle
         self._client = client
@@ -221,6 +231,15 @@ class CompanyPoller:
             )
         )
         self._status.reconciled_to = None if ledger is None else ledger.watermark
+        # The messages of completions' job logs (default policy unless one is given).
+        self._details = LogDetails(
+            handle=handle,
+            client=client,
+            log_lookups=log_lookups,
+            policy=log_details or LogDetailsPolicy(),
+            metrics=metrics,
+            stop=stop,
+        )
 
     @property
     def gap(self) -> bool:
@@ -318,6 +337,9 @@ class CompanyPoller:
         )
         if step is not None and step.events:
             settled = replace(settled, events=settled.events + step.events)
+        messages = await self._details.messages(settled.events, logs)
+        if messages:
+            settled = replace(settled, events=attach(settled.events, messages))
         heartbeat = (
             Heartbeat(self.handle, now, True, latency, streamed_jobs, now)
             if self._poll.heartbeat

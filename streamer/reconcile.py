@@ -1,7 +1,7 @@
 """Reconciliation with the job log: every finished job reported once, also those no poll saw.
 
 Pure: no I/O, never reads the clock (IPS time and ``now`` are passed in), stdlib,
-:mod:`streamer.model` and :mod:`streamer.outcome` only.
+:mod:`streamer.model`, :mod:`streamer.outcome` and :mod:`streamer.completion_context` only.
 
 A snapshot poller never sees a job that starts and ends between two committed polls, or while the
 streamer is down, fenced or cut off from Kafka. IPS keeps the record: ``getJobLogs`` lists
@@ -43,7 +43,8 @@ Rules:
    logs written later than the delay. Unstamped entries are never dropped.
 6. **Completion**: ``job.completed`` with sequence 1, ``observed`` false, ``reconciled`` true,
    ``may_have_skipped`` true, no last status, the log's outcome, counts and its own start and end
-   times, one lookup (the listing). Completions are ordered by end time, then handle.
+   times, one lookup (the listing); name, original name and submitter from the log (it has no
+   job type), its duration. Completions are ordered by end time, then handle.
 7. **Already reported** (:func:`already_reported`): a job ``getActiveJobs`` lists although the
    ledger reports it completed and the state does not track it is not observed again.
 """
@@ -55,6 +56,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from streamer import outcome
+from streamer.completion_context import completed_from_log
 from streamer.model import JobCompleted, JobLog, Snapshot
 
 __all__ = [
@@ -395,7 +397,7 @@ def _by_end(log: JobLog) -> tuple[datetime, str]:
 
 def _completion(company: str, log: JobLog, now: datetime) -> JobCompleted:
     """``job.completed`` of a finished job that no committed poll saw (rule 6)."""
-    return JobCompleted(
+    event = JobCompleted(
         company_handle=company,
         job_handle=log.job_handle,
         sequence=1,
@@ -411,6 +413,7 @@ def _completion(company: str, log: JobLog, now: datetime) -> JobCompleted:
         reconciled=True,
         observed=False,
     )
+    return completed_from_log(event, log)
 
 
 def _bounded(

@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
+from streamer.completion_context import ContextSettings
 from streamer.config import Settings
 from streamer.diff import DiffSettings
 from streamer.encode import SCHEMA_ID_BASE, Contract, TopicNames
@@ -34,6 +35,7 @@ from streamer.kafka import (
     Publisher,
 )
 from streamer.kafka_access import wait_for_access
+from streamer.log_details import LogDetailsPolicy
 from streamer.metrics import Metrics
 from streamer.poller import CompanyPoller, PollSettings, company_source
 from streamer.reconcile import CompanyLedger, ReconcileSettings
@@ -132,6 +134,18 @@ def _is_ipv6(host: str) -> bool:
         return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
     except ValueError:
         return False
+
+
+def log_details_policy(cfg: Settings) -> LogDetailsPolicy:
+    """How completions read their job log messages (``[completion]``)."""
+    c = cfg.completion
+    return LogDetailsPolicy(
+        settings=ContextSettings(
+            max_messages=c.max_log_messages, max_message_chars=c.max_log_message_chars
+        ),
+        max_lookups=c.max_log_lookups,
+        timeout_s=c.log_messages_timeout_s,
+    )
 
 
 def reconcile_for(policy: ReconcilePolicy, interval_s: float) -> ReconcilePolicy:
@@ -522,6 +536,7 @@ class Service:
             ledger=ledger,
             job_filter=cfg.filter.for_company(handle),
             privacy=privacy,
+            log_details=log_details_policy(cfg),
         )
 
     async def _serve_http(self, bound: asyncio.Future[int]) -> None:

@@ -18,8 +18,9 @@ from streamer.encode import Record, TopicNames
 from streamer.filters import JobFilter
 from streamer.ips import JobLogListing
 from streamer.kafka import PublishError
+from streamer.log_details import LogDetailsPolicy
 from streamer.metrics import Metrics
-from streamer.model import JobLog, Snapshot, TrackedJob
+from streamer.model import JobLog, JobLogDetail, JobLogDetailPage, Snapshot, TrackedJob
 from streamer.poller import BatchSink, CompanyPoller, PollSettings
 from streamer.privacy import EmailPolicy
 from streamer.reconcile import CompanyLedger
@@ -44,6 +45,10 @@ class ScriptedIps:
         self.listing_error: BaseException | None = None
         #: The ``(start, end, num_rows)`` of every getJobLogs request.
         self.listings: list[tuple[datetime | None, datetime | None, int | None]] = []
+        #: Detail rows per job handle (served filtered and paged), or an error to raise.
+        self.details: dict[str, list[JobLogDetail] | BaseException] = {}
+        #: The ``(job_handle, log_types, rows)`` of every getJobLogDetails page request.
+        self.detail_lookups: list[tuple[str, tuple[str, ...], int]] = []
 
     async def get_active_jobs(self, company_handle: str) -> Snapshot:
         """Pop the next scripted reply (the last one repeats)."""
@@ -60,6 +65,19 @@ class ScriptedIps:
         if isinstance(answer, BaseException):
             raise answer
         return answer
+
+    async def get_job_log_details(
+        self, company_handle: str, job_handle: str, *, log_types: Sequence[str], rows: int
+    ) -> JobLogDetailPage | None:
+        """The first ``rows`` scripted detail rows of ``job_handle`` of the given types."""
+        self.detail_lookups.append((job_handle, tuple(log_types), rows))
+        answer = self.details.get(job_handle)
+        if isinstance(answer, BaseException):
+            raise answer
+        if answer is None:
+            return None
+        matching = [d for d in answer if d.log_type in log_types]
+        return JobLogDetailPage(job_handle, tuple(matching[:rows]), len(matching))
 
     async def list_job_logs(
         self,
@@ -187,6 +205,7 @@ def rig(
     ledger: CompanyLedger | None = None,
     job_filter: JobFilter | None = None,
     privacy: EmailPolicy | None = None,
+    log_details: LogDetailsPolicy | None = None,
 ) -> Rig:
     """A :class:`CompanyPoller` for :data:`COMPANY` on fakes (or ``publisher``), manual clock."""
     sink, clock, stop = FakeSink(), ManualClock(), asyncio.Event()
@@ -216,6 +235,7 @@ def rig(
         ledger=ledger,
         job_filter=job_filter,
         privacy=privacy,
+        log_details=log_details,
     )
     return Rig(poller, ips, sink, publisher or sink, clock, metrics, status, stop)
 

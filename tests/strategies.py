@@ -30,6 +30,8 @@ from streamer.model import (
     JobState,
     JobStateChanged,
     JobStatus,
+    LogMessage,
+    LogMessages,
     Outcome,
     OutcomeCounts,
     Snapshot,
@@ -220,6 +222,24 @@ _rates = st.floats(min_value=1e-6, max_value=1e6)
 _durations = st.floats(min_value=0.0, max_value=1e7)
 
 
+log_message_values = st.builds(
+    LogMessage,
+    message=texts,
+    log_type=texts,
+    asset_name=st.none() | texts,
+    asset_type=st.none() | texts,
+    at=st.none() | aware_datetimes,
+)
+#: Any ``LogMessages`` (a few of each kind, any totals).
+log_messages = st.builds(
+    LogMessages,
+    errors=st.lists(log_message_values, max_size=3).map(tuple),
+    warnings=st.lists(log_message_values, max_size=3).map(tuple),
+    error_total=counts_ints,
+    warning_total=counts_ints,
+)
+
+
 @st.composite
 def job_events(draw: st.DrawFn) -> JobEvent:
     """Any job event of the closed union, with consistent company/job handles."""
@@ -261,9 +281,24 @@ def job_events(draw: st.DrawFn) -> JobEvent:
             started_at=draw(st.none() | aware_datetimes),
             reconciled=unseen,
             observed=not unseen,
+            job_name=draw(st.none() | texts),
+            original_name=draw(st.none() | texts),
+            job_type=draw(st.none() | texts),
+            submit_user_email=draw(st.none() | texts),
+            duration_s=draw(st.none() | _durations),
+            log_messages=draw(st.none() | log_messages),
         )
-    event_class = JobStalled if kind == "stall" else JobRecovered
-    return event_class(**common, status=status, stalled_for_s=draw(_durations))
+    if kind == "stall":
+        return JobStalled(
+            **common,
+            status=status,
+            stalled_for_s=draw(_durations),
+            job_name=draw(st.none() | texts),
+            original_name=draw(st.none() | texts),
+            job_type=draw(st.none() | texts),
+            submit_user_email=draw(st.none() | texts),
+        )
+    return JobRecovered(**common, status=status, stalled_for_s=draw(_durations))
 
 
 heartbeats = st.builds(

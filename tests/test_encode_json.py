@@ -26,6 +26,8 @@ from streamer.model import (
     JobStalled,
     JobStateChanged,
     JobStatus,
+    LogMessage,
+    LogMessages,
     Outcome,
     OutcomeCounts,
     SubJob,
@@ -192,9 +194,45 @@ def reference_event(e: JobEvent) -> bytes:
         out["mayHaveSkipped"] = e.may_have_skipped
         out["reconciled"] = e.reconciled
         out["observed"] = e.observed
+        out |= {
+            "jobName": e.job_name,
+            "originalName": e.original_name,
+            "jobType": e.job_type,
+            "submitUserEmail": e.submit_user_email,
+            "durationS": e.duration_s,
+            "logMessages": _log_messages(e.log_messages),
+        }
     else:
         out |= {"status": _status(e.status), "stalledForS": e.stalled_for_s}
+        if isinstance(e, JobStalled):
+            out |= {
+                "jobName": e.job_name,
+                "originalName": e.original_name,
+                "jobType": e.job_type,
+                "submitUserEmail": e.submit_user_email,
+            }
     return _JSON.encode(out).encode()
+
+
+def _log_messages(m: LogMessages | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+
+    def one(x: LogMessage) -> dict[str, Any]:
+        return {
+            "message": x.message,
+            "logType": x.log_type,
+            "assetName": x.asset_name,
+            "assetType": x.asset_type,
+            "at": _opt_dt(x.at),
+        }
+
+    return {
+        "errors": [one(x) for x in m.errors],
+        "warnings": [one(x) for x in m.warnings],
+        "errorTotal": m.error_total,
+        "warningTotal": m.warning_total,
+    }
 
 
 def outcome(fn: Any) -> Any:

@@ -44,6 +44,7 @@ VALID_2014 = (
     "job_log_details_warnings.xml",
     "job_log_details_fatal.xml",
     "job_log_details_empty.xml",
+    "job_log_details_page.xml",
     "job_logs.xml",
 )
 

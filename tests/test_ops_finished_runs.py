@@ -128,7 +128,9 @@ def alert_consumer(*args: str, timeout_s: float = 60) -> subprocess.CompletedPro
     )
 
 
-ALERT = re.compile(r"^ALERT (job_failed |job_stalled) company=(\S+) job=(\S+) .* id=(\S+)$")
+ALERT = re.compile(
+    r'^ALERT (job_failed |job_stalled) company=(\S+) job=("(?:[^"\\]|\\.)*"|\S+) .* id=(\S+)$'
+)
 
 
 def alerts_by_kind(stdout: str) -> dict[str, list[str]]:
@@ -209,7 +211,7 @@ def test_alert_consumer_dedupes_by_ce_id(kafka_bootstrap: str, topic_prefix: str
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2, lines
-    assert lines[0].startswith("ALERT job_failed  company=c|9 job=j|1 state=Running")
+    assert lines[0].startswith('ALERT job_failed  company=c|9 job="j|1" type=? duration=? errors=?')
     assert lines[0].endswith("id=j|1:00000000000000000004")
     assert lines[1].startswith("ALERT job_stalled company=c|9 job=j|2 state=Running progress=40")
     assert "message='Uploading 4 of 10 files'" in lines[1]

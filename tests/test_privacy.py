@@ -162,7 +162,7 @@ class IpsWithDetails(ScriptedIps):
 
     label = "plain attribute"
 
-    async def get_job_log_details(self, company_handle: str, job_handle: str) -> LogWithUser:
+    async def get_asset_job_logs(self, company_handle: str, job_handle: str) -> LogWithUser:
         """A reply naming the submitter."""
         return LogWithUser(job_handle, "c@example.com")
 
@@ -182,7 +182,7 @@ async def test_redacting_source_redacts_every_reply_and_keeps_identity() -> None
     assert first.jobs[0] is second.jobs[0]
     assert await source.get_job_log(COMPANY, "j|1") == log_with("x")
     assert (await source.list_job_logs(COMPANY, num_rows=5)).logs == ()
-    details = await source.get_job_log_details(COMPANY, "j|1")
+    details = await source.get_asset_job_logs(COMPANY, "j|1")
     assert details.submit_user_email == HASH.apply("c@example.com")
     assert source.label == "plain attribute"
 

@@ -130,6 +130,8 @@ def test_unseen_finished_job_completes_once_with_the_logs_own_times() -> None:
             counts=OutcomeCounts(3, 0, 0, 0, 0, 3, 3, 0, 0),
             log_type="EndUpload", ended_at=at(150), log_attempts=1, may_have_skipped=True,
             started_at=at(149), reconciled=True, observed=False,
+            job_name="j|1_n", original_name="j|1", job_type=None, submit_user_email="",
+            duration_s=1.0,
         ),
     )  # fmt: skip
     assert after.reported == {"j|1": at(150)}

@@ -162,9 +162,10 @@ def test_finished_jobs_get_a_log_consistent_with_their_outcome() -> None:
             assert log.end > log.start
             rows = log_details(log)
             types = Counter(r.log_type for r in rows)
-            assert types["FileError"] == c.error
-            assert types["FileWarning"] == c.warning
-            assert types["FileSuccess"] == c.success
+            kind = log.kind.log_kind
+            assert types[f"{kind}Error"] == c.error
+            assert types[f"{kind}Warning"] == c.warning
+            assert types[f"{kind}Success"] == c.success
             assert (types["FatalError"] == 1) is c.fatal
             assert rows[0].log_type.startswith("Begin")
             assert rows[-1].log_type.startswith("End")

@@ -213,10 +213,10 @@ def test_job_log_details_paging_and_type_filter(zeep14: Any, logs: list[SimJobLo
             [log],
             DATES,
             details=True,
-            log_types=frozenset({"FileSuccess"}),
+            log_types=frozenset({f"{log.kind.log_kind}Success"}),
         ),
     )[0]
-    assert {d.logType for d in only.detailArray.items} <= {"FileSuccess"}
+    assert {d.logType for d in only.detailArray.items} == {f"{log.kind.log_kind}Success"}
     assert only.detailTotalRows == log.counts.success
 
 

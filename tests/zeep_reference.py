@@ -1,4 +1,5 @@
-"""zeep's own ``getActiveJobs`` reply mapping: the oracle the fast decoder is proven equal to.
+"""zeep's own reply mapping (``getActiveJobs``, ``getJobLogDetails`` pages): the oracle the fast
+decoder is proven equal to.
 
 Slow (about 0.7 ms per job) and never on the poll path: tests compare
 :func:`streamer.ips.decode.decode_active_jobs` against :func:`zeep_decode_active_jobs`, and the
@@ -23,6 +24,8 @@ from zeep.wsdl.bindings.soap import Soap11Binding
 from streamer.ips.errors import IpsReplyError, fault_from_detail
 from streamer.model import (
     SUB_JOB_ELEMENTS,
+    JobLogDetail,
+    JobLogDetailPage,
     JobSnapshot,
     JobStatus,
     SubJob,
@@ -31,7 +34,7 @@ from streamer.model import (
     XmlTree,
 )
 
-__all__ = ["zeep_decode_active_jobs"]
+__all__ = ["zeep_decode_active_jobs", "zeep_decode_log_details"]
 
 #: zeep ships py.typed but most of its API is unannotated; use it through Any.
 _zeep: Any = zeep
@@ -59,8 +62,50 @@ def zeep_decode_active_jobs(wsdl: str | os.PathLike[str], body: bytes) -> tuple[
     empty element from an absent one, so an empty sub-job element (``<metadataPublishJob/>``)
     maps to ``sub_job=None`` here where the fast decoder keeps ``SubJob(element, ())``.
     """
+    result = _process_reply(wsdl, "getActiveJobs", body)
+    if result is None:
+        return ()
+    if not isinstance(result, list):
+        raise IpsReplyError(f"zeep: unexpected reply {type(result).__name__}", kind="schema")
+    try:
+        return tuple(_job_from_zeep(job) for job in result)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise IpsReplyError(f"zeep: invalid ActiveJob: {exc}", kind="schema") from exc
+
+
+def zeep_decode_log_details(
+    wsdl: str | os.PathLike[str], body: bytes, job_handle: str, max_rows: int
+) -> JobLogDetailPage | None:
+    """Decode a ``getJobLogDetails`` reply with zeep (strict): the detail page of one job's log.
+
+    The reference for :func:`streamer.ips.decode.decode_log_details`: the log of
+    ``job_handle`` (None when the reply holds none), its first ``max_rows`` rows.
+    """
+    result = _process_reply(wsdl, "getJobLogDetails", body) or []
+    for log in result:
+        if (log.jobHandle or "") != job_handle:
+            continue
+        details = []
+        for d in _zitems(log.detailArray)[:max_rows]:
+            created = d.__values__.get("dateCreated")  # absent from the 2013-02-15 type
+            details.append(
+                JobLogDetail(
+                    log_type=d.logType or "",
+                    message=d.logMessage or "",
+                    created_at=None if created is None else _zdt(created),
+                    asset_name=d.assetName or None,
+                    asset_type=d.assetType or None,
+                )
+            )
+        total = log.detailTotalRows
+        return JobLogDetailPage(job_handle, tuple(details), None if total is None else _zint(total))
+    return None
+
+
+def _process_reply(wsdl: str | os.PathLike[str], name: str, body: bytes) -> Any:
+    """zeep's strict reply processing of operation ``name``: its result, or the typed error."""
     client, binding = _wsdl(os.fspath(wsdl))
-    operation = binding.get("getActiveJobs")
+    operation = binding.get(name)
     try:
         doc = _parse_xml(body, binding.transport, settings=client.settings)
     except zeep.exceptions.XMLSyntaxError as exc:
@@ -75,17 +120,9 @@ def zeep_decode_active_jobs(wsdl: str | os.PathLike[str], body: bytes) -> tuple[
                 fault_code=(fault.code or "").strip(),
             ) from None
     try:
-        result = operation.process_reply(doc)
+        return operation.process_reply(doc)
     except (zeep.exceptions.Error, ValueError, TypeError) as exc:
         raise IpsReplyError(f"zeep: {exc}", kind="schema") from exc
-    if result is None:
-        return ()
-    if not isinstance(result, list):
-        raise IpsReplyError(f"zeep: unexpected reply {type(result).__name__}", kind="schema")
-    try:
-        return tuple(_job_from_zeep(job) for job in result)
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise IpsReplyError(f"zeep: invalid ActiveJob: {exc}", kind="schema") from exc
 
 
 def _zdt(value: Any) -> datetime:

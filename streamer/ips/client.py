@@ -18,7 +18,7 @@ import email.utils
 import io
 import ssl as ssl_module
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -33,7 +33,7 @@ import zeep.exceptions
 from lxml import etree
 from zeep.wsdl.bindings.soap import Soap11Binding
 
-from streamer.ips.decode import decode_active_jobs, decode_job_logs
+from streamer.ips.decode import decode_active_jobs, decode_job_logs, decode_log_details
 from streamer.ips.envelope import find_fault
 from streamer.ips.errors import (
     IpsError,
@@ -46,7 +46,7 @@ from streamer.ips.errors import (
     scrub,
 )
 from streamer.ips.reply_cache import ActiveJobsCache
-from streamer.model import JobLog, Snapshot
+from streamer.model import JobLog, JobLogDetailPage, Snapshot
 
 _T = TypeVar("_T")
 #: zeep ships py.typed but most of its API is unannotated; use it through Any.
@@ -349,6 +349,34 @@ class IpsClient:
                 returned_logs=len(logs),
             )
         return found
+
+    async def get_job_log_details(
+        self,
+        company_handle: str,
+        job_handle: str,
+        *,
+        log_types: Sequence[str],
+        rows: int,
+    ) -> JobLogDetailPage | None:
+        """The first page of ``rows`` detail rows of one job's log, of the given log types only.
+
+        ``getJobLogDetails`` with ``logTypeArray``, ``recordsPerPage`` (1 to 1,000, IPS's
+        maximum) and ``resultsPage`` 1, sorted by date ascending: the reply stays small whatever
+        the size of the log. At most ``rows`` rows are kept even if IPS sends more. None when
+        the reply holds no log of that job.
+        """
+        rows = min(max(1, rows), 1000)
+        params: dict[str, Any] = {
+            "companyHandle": company_handle,
+            "jobHandle": job_handle,
+            "logTypeArray": {"items": list(log_types)},
+            "recordsPerPage": rows,
+            "resultsPage": 1,
+            "sortBy": "Date",
+            "sortDirection": "Ascending",
+        }
+        body = await self._call("getJobLogDetails", params)
+        return await self._decode(decode_log_details, body, job_handle=job_handle, max_rows=rows)
 
     async def get_job_logs(
         self,

@@ -39,6 +39,8 @@ from streamer.ips.errors import IpsReplyError
 from streamer.ips.schema import ABSENT, Names, names
 from streamer.model import (
     JobLog,
+    JobLogDetail,
+    JobLogDetailPage,
     JobSnapshot,
     JobStatus,
     SubJob,
@@ -346,7 +348,7 @@ def _job_log(row: etree._Element, nm: Names) -> JobLog:
     texts: list[Any] = [c.text for c in ch]
     texts.append(ABSENT)  # what a leaf that is not there (index -1) reads
     (
-        companyHandle, jobHandle, jobName, originalJobName, _submitUserEmail, logType, _jobSubType,
+        companyHandle, jobHandle, jobName, originalJobName, submitUserEmail, logType, _jobSubType,
         startDate, endDate, _description, fileSuccessCount, fileErrorCount, fileWarningCount,
         fileDuplicateCount, fileUpdateCount, totalFileCount, transferSuccessCount,
         transferErrorCount, transferWarningCount, fatalError, detailTotalRows,
@@ -374,6 +376,7 @@ def _job_log(row: etree._Element, nm: Names) -> JobLog:
         transfer_warning_count=int(transferWarningCount),
         fatal_error=_bool(fatalError),
         detail_log_types=tuple(detail_types),
+        submit_user_email=_intern(submitUserEmail) if submitUserEmail else "",
     )
 
 
@@ -401,3 +404,62 @@ def _detail_log_types(array: etree._Element, nm: Names) -> list[str]:
                     _dt(auxDateCreated)  # validated, not kept
         out.append(logType or "")
     return out
+
+
+def decode_log_details(
+    body: bytes, namespace: str, *, job_handle: str, max_rows: int
+) -> JobLogDetailPage | None:
+    """Decode a ``getJobLogDetails`` reply into the detail page of ``job_handle``'s log.
+
+    None when the reply holds no log of that job (logs of other jobs are never read as its own).
+    At most ``max_rows`` detail rows are kept, in reply order, whatever page size the server
+    used; ``total_rows`` is the log's ``detailTotalRows``. Validation is as strict as for
+    :func:`decode_job_logs`.
+    """
+    nm = names(namespace)
+    expected = (f"{nm.prefix}getJobLogDetailsReturn",)
+    rows = envelope.items(envelope.return_array(body, expected, nm.job_log_array), nm.items)
+    try:
+        for row in rows:
+            ch = list(row)
+            layout = nm.job_log.layout(envelope.tags(ch))
+            texts: list[Any] = [c.text for c in ch]
+            texts.append(ABSENT)
+            leaves = layout.leaf_texts(texts)
+            if (leaves[1] or "") != job_handle:
+                continue
+            _job_log(row, nm)  # the whole log validated, as any other
+            total = leaves[-1]
+            at = layout.nested["detailArray"]
+            details = () if at < 0 else _details(ch[at], nm, max_rows)
+            return JobLogDetailPage(
+                job_handle=job_handle,
+                details=details,
+                total_rows=None if total is ABSENT else int(total),
+            )
+    except (ValueError, TypeError) as exc:
+        raise IpsReplyError(f"JobLog details: invalid value: {exc}", kind="schema") from exc
+    return None
+
+
+def _details(array: etree._Element, nm: Names, max_rows: int) -> tuple[JobLogDetail, ...]:
+    """The first ``max_rows`` ``JobLogDetail`` rows of a ``detailArray``."""
+    out: list[JobLogDetail] = []
+    for detail in envelope.items(array, nm.items):
+        if len(out) >= max_rows:
+            break
+        ch = list(detail)
+        layout = nm.detail.layout(envelope.tags(ch))
+        texts: list[Any] = [c.text for c in ch]
+        texts.append(ABSENT)
+        message, log_type, created, asset_name, asset_type, _handle = layout.leaf_texts(texts)
+        out.append(
+            JobLogDetail(
+                log_type=log_type or "",
+                message=message or "",
+                created_at=_opt_dt(created),
+                asset_name=_opt(asset_name),
+                asset_type=_opt(asset_type),
+            )
+        )
+    return tuple(out)

@@ -289,32 +289,49 @@ class DetailRow:
     asset_type: str | None = None
 
 
-_FILE_MESSAGES = {
-    "FileSuccess": "{name}: processed",
-    "FileError": "{name}: unsupported or corrupt file",
-    "FileWarning": "{name}: no embedded color profile, sRGB assumed",
+#: What a file's row says, by outcome; a job's rows pick among them per file (deterministic).
+_MESSAGES: dict[str, tuple[str, ...]] = {
+    "Success": ("{name}: processed",),
+    "Error": (
+        "Unable to process {name}: unsupported or corrupt file",
+        "Failed to generate the pyramid TIFF for {name}: image data truncated",
+        "{name}: file not found at the source location",
+    ),
+    "Warning": (
+        "{name}: no embedded color profile, sRGB assumed",
+        "{name}: image larger than 100 megapixels, downsampled",
+        "{name}: replaced an existing asset of the same name",
+    ),
 }
 
 
 def log_details(log: SimJobLog) -> list[DetailRow]:
-    """The detail rows of a job log, in date order (deterministic per job)."""
+    """The detail rows of a job log, in date order (deterministic per job).
+
+    Each file has a row of the documented Job Log Types ``<kind>Success``, ``<kind>Error`` or
+    ``<kind>Warning`` (``UploadError``, ``ImageServingPublishWarning``, ...) naming its asset; a
+    failed job has a ``FatalError`` row naming the asset it was processing, just before its end.
+    """
     c, kind = log.counts, log.kind
-    statuses = ["FileSuccess"] * c.success + ["FileError"] * c.error + ["FileWarning"] * c.warning
-    random.Random(log.job_handle).shuffle(statuses)
+    rng = random.Random(log.job_handle)
+    statuses = ["Success"] * c.success + ["Error"] * c.error + ["Warning"] * c.warning
+    rng.shuffle(statuses)
     span = max(log.end - log.start, 0.001)
     rows = [DetailRow(f"Begin{kind.log_kind}", f"Job {log.original_name} started", log.start)]
     for i, status in enumerate(statuses):
         name = file_name(kind, i)
         t = log.start + span * (i + 1) / (len(statuses) + 2)
-        rows.append(
-            DetailRow(status, _FILE_MESSAGES[status].format(name=name), t, name, kind.asset_type)
-        )
+        text = rng.choice(_MESSAGES[status]).format(name=name)
+        rows.append(DetailRow(f"{kind.log_kind}{status}", text, t, name, kind.asset_type))
     if c.fatal:
+        name = file_name(kind, len(statuses))
         rows.append(
             DetailRow(
                 "FatalError",
-                "Fatal error: lost connection to the image server",
+                f"Fatal error while processing {name}: lost connection to the image server",
                 log.end - span / (len(statuses) + 2) / 2,
+                name,
+                kind.asset_type,
             )
         )
     rows.append(
