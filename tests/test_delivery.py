@@ -135,7 +135,9 @@ def test_failed_polls_never_produce_events(kafka_bootstrap: str, tmp_path: Path)
             if mode == "timeout":
                 rule["timeout_s"] = 2.0
             if mode == "vanish_before_log":
-                rule = {"company": company, "mode": mode, "log_delay_s": 20}
+                # 250 simulated s = 10 s at speedup 25: far beyond the 3 look-ups (about a
+                # second), so every job of this company ends "unknown", however slow the cycles.
+                rule = {"company": company, "mode": mode, "log_delay_s": 250}
             sim_control(stack.sim, "/_sim/faults", rule)
         proc = stack.start(until=None).proc
         stack.wait_workload_done(48, 150)
