@@ -137,12 +137,17 @@ def run_chaos(
         start=False,
     ) as stack:
         for n in range(kills):
-            proc = stack.start(until=None).proc
+            # Even kills count from the process start, so some land during start-up and
+            # restore; odd ones from its first cycle, so that however slow the machine starts
+            # the streamer, kills also land mid-cycle and between cycles, with work done.
+            until = "company_cycle" if n % 2 else None
+            proc = stack.start(until=until, timeout_s=120).proc
             alive = rng.uniform(min_alive_s, max_alive_s)
             time.sleep(alive)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            log(f"kill {n + 1}/{kills} after {alive:.2f}s")
+            since = "its first cycle" if until else "start"
+            log(f"kill {n + 1}/{kills} {alive:.2f}s after {since}")
         # A last, clean run: until the workload is finished and every completion was published.
         proc = stack.start(until=None).proc
         stack.wait_workload_done(max_jobs, 180)
