@@ -380,9 +380,9 @@ class TailState:
             change = Change(
                 event.at,
                 company,
-                row.name,
-                row.type,
-                _OUTCOME_TEXT.get(outcome, f"done: {outcome}"),
+                row.name if row.type != "?" else str(v.get("originalName") or row.name),
+                row.type if row.type != "?" else str(v.get("jobType") or "?"),
+                _completion_text(outcome, v),
                 _counts_of(v.get("counts")),
                 _OUTCOME_STYLE.get(outcome, ""),
             )
@@ -433,3 +433,17 @@ class TailState:
             return None
         self.recent.append(change)
         return change
+
+
+def _completion_text(outcome: str, value: Mapping[str, Any]) -> str:
+    """``done: failed · 85s · <first error>``: the outcome, how long the job ran and, when the
+    job log said why, its first error (else warning) message."""
+    parts = [_OUTCOME_TEXT.get(outcome, f"done: {outcome}")]
+    duration = value.get("durationS")
+    if isinstance(duration, int | float):
+        parts.append(_seconds(duration))
+    messages = value.get("logMessages") or {}
+    first = (messages.get("errors") or messages.get("warnings") or [None])[0]
+    if isinstance(first, Mapping) and first.get("message"):
+        parts.append(str(first["message"]))
+    return " · ".join(parts)

@@ -191,3 +191,22 @@ def test_ips_times_are_not_ahead_of_the_streamer(demo_run: DemoRun) -> None:
     for doc in ends:  # and completions come soon after the end: within the demo's deadlines
         lag = datetime.fromisoformat(doc["observedAt"]) - datetime.fromisoformat(doc["endedAt"])
         assert lag <= timedelta(seconds=60), doc
+
+
+def test_demo_failed_completion_says_what_broke(demo_run: DemoRun) -> None:
+    """In the demo, a failed job's job.completed names the job and its type, gives its duration
+    and the job log's first error message: what the on-call engineer acts on."""
+    failed = [
+        v
+        for v in demo_run.seen.values
+        if str(v.get("type", "")).endswith("job.completed") and v.get("outcome") == "failed"
+    ]
+    assert failed, demo_run.log[-3000:]
+    done = failed[0]
+    assert done["jobName"], done
+    assert done["jobType"] or done["reconciled"], done  # a job log has no job type
+    assert done["durationS"] is not None, done
+    assert done["durationS"] >= 0, done
+    first = done["logMessages"]["errors"][0]
+    assert first["message"], done
+    assert done["logMessages"]["errorTotal"] >= 1, done

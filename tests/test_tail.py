@@ -425,3 +425,31 @@ def test_config_reuses_sasl_settings_and_names_a_refused_login(
     assert f"tail: Kafka at {sasl_broker.bootstrap} refused the login" in bad[0]
     assert "sasl_username=plainuser" in bad[0]
     assert password not in bad[0]
+
+
+def test_completion_line_names_a_reconciled_job_its_duration_and_first_error() -> None:
+    """A completion the view never saw observed takes the job's name and type from the event,
+    and reads outcome, duration and the job log's first error."""
+    state = TailState(Filters.of())
+    handle = "j|1003||ab_2026-11-28-13:40:02.114|5640871"
+    value = {
+        "companyHandle": "c|1003",
+        "jobHandle": handle,
+        "observedAt": T0.isoformat(),
+        "sequence": 1,
+        "outcome": "failed",
+        "counts": None,
+        "originalName": "spring.zip",
+        "jobType": "UploadUrlsJob",
+        "durationS": 85.2,
+        "logMessages": {
+            "errors": [{"message": "Unable to read file", "logType": "UploadError"}],
+            "warnings": [],
+            "errorTotal": 3,
+            "warningTotal": 0,
+        },
+    }
+    change = state.apply(event("ips.jobs.state", "job.completed", value))
+    assert change is not None
+    assert (change.name, change.job_type) == ("spring.zip", "UploadUrlsJob")
+    assert change.what == "done: FAILED · 85s · Unable to read file"
