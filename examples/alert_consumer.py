@@ -10,8 +10,10 @@ Usage::
 
 It prints, on standard output, one line per alert::
 
-    ALERT job_failed  company=c|1001 job=j|1001|42 state=Running files_ok=3 files_failed=9 \
-        files_total=12 at=2026-11-28T13:32:22.327000+00:00 id=j|1001|42:00000000000000000007
+    ALERT job_failed  company=c|1003 job="DirUpload_banners_2026-11-29-22:31:31.808" \
+        type=UploadFromServerDirectory duration=43s errors=1 first_error="Fatal error while \
+        processing asset_0006.jpg: lost connection to the image server (asset asset_0006.jpg)" \
+        handle=j|1003||e32d...|3590896 at=2026-11-29T22:32:16.997426+00:00 id=j|1003||...:4
     ALERT job_stalled company=c|1001 job=j|1001|43 state=Running progress=40 \
         no_progress_for_s=912 message='Uploading 4 of 10 files' at=... id=j|1001|43:...
 
