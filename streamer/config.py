@@ -375,6 +375,21 @@ class HttpConfig(_Section):
     port: int = Field(default=8000, ge=0, le=65535)
 
 
+class HeartbeatConfig(_Section):
+    """``[heartbeat]``: how often a company's heartbeat is published (``kafka.heartbeat`` on)."""
+
+    #: Seconds between two heartbeats of a company while its poll outcome (ok, error, active
+    #: jobs) stays the same; a change or a failed poll publishes one at once. 0: every cycle.
+    every_s: NonNegativeFloat = 30.0
+
+
+class RuntimeConfig(_Section):
+    """``[runtime]``: the event loop."""
+
+    #: Run on uvloop when it is installed (a faster event loop); false: asyncio's own loop.
+    uvloop: bool = True
+
+
 class LogConfig(_Section):
     """``[log]``: level and rendering of the structured log."""
 
@@ -436,6 +451,8 @@ class Settings(BaseSettings):
     completion: CompletionConfig = CompletionConfig()
     kafka: KafkaConfig = KafkaConfig()
     http: HttpConfig = HttpConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     log: LogConfig = LogConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
 

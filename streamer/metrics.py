@@ -98,8 +98,8 @@ class _StatusCollector(Collector):
         )
         since_poll = GaugeMetricFamily(
             "streamer_seconds_since_last_poll",
-            "Seconds since the last getActiveJobs of a company, failed or not (each cycle also "
-            "publishes the company's heartbeat; since start if none yet).",
+            "Seconds since the last getActiveJobs of a company, failed or not (since start if "
+            "none yet).",
             labels=["company"],
         )
         interval = GaugeMetricFamily(

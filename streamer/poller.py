@@ -29,7 +29,7 @@ from typing import Protocol
 import structlog
 
 from streamer.checkpoint import encode_ledger
-from streamer.cycle import cycle_records, owned, settle
+from streamer.cycle import cycle_records, heartbeat_due, owned, settle
 from streamer.diff import DiffSettings, diff
 from streamer.encode import Record, TopicNames, encode_heartbeat, encode_notification
 from streamer.ips import AuthenticationFault, IpsError, IpsTransportError, JobLogListing
@@ -66,6 +66,9 @@ class PollSettings:
     auth_backoff_s: float = 600.0
     failures_before_degraded: int = 3
     heartbeat: bool = True
+    #: Seconds between the heartbeats of a company whose poll outcome (ok, error, active jobs)
+    #: does not change; a change or a failed poll publishes one at once. 0: every cycle.
+    heartbeat_every_s: float = 0.0
     #: Records above this are never sent: jobs are cut to fit (see streamer.limits).
     max_record_bytes: int = 1_000_000
 
@@ -177,6 +180,8 @@ class CompanyPoller:
             source=source,
             topics=topics,
         )
+        # The last heartbeat committed (None: none yet, the next cycle publishes one).
+        self._last_heartbeat: Heartbeat | None = None
         # Set after an uncertain commit: the state must be re-read before the next diff.
         self._resync_epoch: int | None = None
         self._degraded = False
@@ -295,11 +300,7 @@ class CompanyPoller:
         )
         if step is not None and step.events:
             settled = replace(settled, events=settled.events + step.events)
-        heartbeat = (
-            Heartbeat(self.handle, now, True, latency, listed_jobs, now)
-            if self._poll.heartbeat
-            else None
-        )
+        heartbeat = self._heartbeat(Heartbeat(self.handle, now, True, latency, listed_jobs, now))
         records = cycle_records(
             settled, source=self._source, topics=self._topics, heartbeat=heartbeat
         )
@@ -312,6 +313,8 @@ class CompanyPoller:
         if not await self._publish(records):
             return None  # state kept; the loop waits for Kafka before polling again
         committed = time.perf_counter()
+        if heartbeat is not None:
+            self._last_heartbeat = heartbeat
         self._advance(settled.state, now)
         self._advance_ledger(ledger, step, todo)
         self._metrics.poll_to_commit.observe(committed - started)
@@ -471,19 +474,21 @@ class CompanyPoller:
             self._degraded = True
             what = "authentication_failing" if auth else "company_unreachable"
             records.append(self._notification(what, f"{kind}: {exc}", at))
-        if self._poll.heartbeat:
-            records.append(
-                encode_heartbeat(
-                    Heartbeat(
-                        self.handle, at, False, latency, st.active_jobs, st.last_success_at, kind
-                    ),
-                    source=self._source,
-                    topics=self._topics,
-                )
-            )
-        if records:
-            await self._publish(records)
+        heartbeat = self._heartbeat(
+            Heartbeat(self.handle, at, False, latency, st.active_jobs, st.last_success_at, kind)
+        )
+        if heartbeat is not None:
+            records.append(encode_heartbeat(heartbeat, source=self._source, topics=self._topics))
+        if records and await self._publish(records) and heartbeat is not None:
+            self._last_heartbeat = heartbeat
         return delay
+
+    def _heartbeat(self, beat: Heartbeat) -> Heartbeat | None:
+        """``beat`` if this cycle publishes a heartbeat (see :func:`heartbeat_due`), else None."""
+        poll = self._poll
+        if poll.heartbeat and heartbeat_due(self._last_heartbeat, beat, poll.heartbeat_every_s):
+            return beat
+        return None
 
     def _notification(self, kind: str, message: str, at: datetime) -> Record:
         return encode_notification(
@@ -491,7 +496,13 @@ class CompanyPoller:
         )
 
     async def _publish(self, records: Sequence[Record]) -> bool:
-        """Commit the cycle; records Kafka refuses go to the dead letter, the rest is committed."""
+        """Commit the cycle; records Kafka refuses go to the dead letter, the rest is committed.
+
+        A cycle without records (nothing changed, no heartbeat due) commits nothing: no Kafka
+        transaction, as if an empty one had committed.
+        """
+        if not records:
+            return True
         records = self._records.within_limit(records, self._clock())
         for attempt in (1, 2):
             try:

@@ -465,6 +465,7 @@ class Service:
                 auth_backoff_s=cfg.poll.auth_backoff_s,
                 failures_before_degraded=cfg.poll.failures_before_degraded,
                 heartbeat=cfg.kafka.heartbeat,
+                heartbeat_every_s=cfg.heartbeat.every_s,
                 max_record_bytes=cfg.kafka.max_record_bytes,
             ),
             diff_settings=DiffSettings(

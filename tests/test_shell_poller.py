@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from streamer.ips import AuthenticationFault, IpsReplyError, IpsTransportError
@@ -150,3 +152,52 @@ async def test_run_retries_after_the_backoff_delay() -> None:
     r = rig(ScriptedIps(IpsReplyError("bad", kind="malformed"), snap(job())))
     await r.poller.run(max_cycles=3)
     assert r.clock.sleeps == [2.5, 1.0, 5.0]
+
+
+async def test_heartbeats_follow_their_cadence_while_nothing_changes() -> None:
+    """A quiet company heartbeats on its first cycle, then every heartbeat_every_s; the cycles
+    between commit nothing at all (no Kafka transaction)."""
+    poll = PollSettings(interval_s=5.0, heartbeat_every_s=30.0)
+    r = rig(ScriptedIps(snap(job())), poll=poll)
+    for _ in range(13):  # polls at 0, 5, ... 60 s
+        assert await r.poller.cycle() is None
+        r.clock.advance(5.0)
+    beats = r.sink.values(TOPICS.heartbeat)
+    polled = [datetime.fromisoformat(b["polledAt"]) for b in beats]
+    assert polled == [T0 + timedelta(seconds=s) for s in (0, 30, 60)]
+    assert len(r.sink.batches) == 3  # the first cycle's also holds the job's first records
+    assert r.status.state == "ok"
+    assert sample(r.metrics, "streamer_polls_total", result="ok") == 13
+
+
+async def test_a_changed_outcome_or_a_failure_heartbeats_at_once() -> None:
+    """Another active job count, a failed poll and the recovery after it each publish a
+    heartbeat in their own cycle, whatever the cadence."""
+    two = snap(job(), job("j|2"))
+    replies = ScriptedIps(snap(job()), snap(job()), two, two, TIMEOUT, TIMEOUT, two, two)
+    r = rig(replies, poll=PollSettings(interval_s=5.0, heartbeat_every_s=3600.0))
+    for _ in range(8):
+        await r.poller.cycle()
+        r.clock.advance(5.0)
+    beats = [(b["ok"], b["activeJobs"], b["error"]) for b in r.sink.values(TOPICS.heartbeat)]
+    assert beats == [
+        (True, 1, None),  # first cycle
+        (True, 2, None),  # a second job listed
+        (False, 2, "timeout"),  # every failed poll
+        (False, 2, "timeout"),
+        (True, 2, None),  # polling succeeds again
+    ]
+
+
+async def test_a_heartbeat_that_did_not_commit_is_published_again() -> None:
+    """Only a committed heartbeat counts: after a failed commit the next cycle publishes one."""
+    poll = PollSettings(interval_s=5.0, heartbeat_every_s=3600.0)
+    r = rig(ScriptedIps(snap(job())), poll=poll)
+    r.sink.fail = PublishError("broker away")
+    await r.poller.cycle()
+    r.sink.fail = None
+    r.clock.advance(5.0)
+    await r.poller.cycle()
+    r.clock.advance(5.0)
+    await r.poller.cycle()
+    assert len(r.sink.values(TOPICS.heartbeat)) == 1
