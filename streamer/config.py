@@ -395,6 +395,10 @@ class LogConfig(_Section):
 
     level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
     format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)] = "auto"
+    #: Level of the ``company_cycle`` line every committed cycle writes.
+    cycles: Annotated[Literal["debug", "info"], BeforeValidator(_lower)] = "debug"
+    #: Seconds between the ``company_summary`` lines (info) of each company; 0: none.
+    summary_every_s: NonNegativeFloat = 60.0
 
 
 class ShutdownConfig(_Section):

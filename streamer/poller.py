@@ -69,6 +69,10 @@ class PollSettings:
     #: Seconds between the heartbeats of a company whose poll outcome (ok, error, active jobs)
     #: does not change; a change or a failed poll publishes one at once. 0: every cycle.
     heartbeat_every_s: float = 0.0
+    #: Log every committed cycle (``company_cycle``) at info; False: at debug.
+    cycle_lines: bool = True
+    #: Seconds between a company's ``company_summary`` lines at info (0: none).
+    summary_every_s: float = 0.0
     #: Records above this are never sent: jobs are cut to fit (see streamer.limits).
     max_record_bytes: int = 1_000_000
 
@@ -116,6 +120,20 @@ class BatchSink(Protocol):
 
     def committed_ledger(self, company: str, epoch: int) -> CompanyLedger | None:
         """The company's committed ledger, re-read with :meth:`committed_state`."""
+
+
+@dataclass(slots=True)
+class _Summary:
+    """A company's cycles since its last ``company_summary`` line (monotonic ``since``)."""
+
+    since: float
+    cycles: int = 0
+    failed: int = 0
+    events: int = 0
+    records: int = 0
+    max_ms: float = 0.0
+    #: False until the first line: the first committed cycle is reported at once.
+    logged: bool = False
 
 
 def company_source(endpoint: str, company_handle: str) -> str:
@@ -180,6 +198,8 @@ class CompanyPoller:
             source=source,
             topics=topics,
         )
+        # What the next company_summary line reports (see _summarize).
+        self._summary = _Summary(monotonic())
         # The last heartbeat committed (None: none yet, the next cycle publishes one).
         self._last_heartbeat: Heartbeat | None = None
         # Set after an uncertain commit: the state must be re-read before the next diff.
@@ -328,7 +348,9 @@ class CompanyPoller:
         st.consecutive_failures = 0
         st.last_error = st.last_error_kind = None
         st.state = "ok"
-        log.info(
+        poll_to_commit_ms = round((committed - started) * 1000, 1)
+        self._summarize(len(settled.events), len(records), poll_to_commit_ms, listed_jobs)
+        (log.info if self._poll.cycle_lines else log.debug)(
             "company_cycle",
             company=self.handle,
             jobs=listed_jobs,
@@ -342,6 +364,32 @@ class CompanyPoller:
             recovered=recovered or None,
         )
         return None
+
+    def _summarize(self, events: int, records: int, poll_to_commit_ms: float, jobs: int) -> None:
+        """Count a committed cycle; log ``company_summary`` every ``summary_every_s``."""
+        every = self._poll.summary_every_s
+        if every <= 0:
+            return
+        sm = self._summary
+        sm.cycles += 1
+        sm.events += events
+        sm.records += records
+        sm.max_ms = max(sm.max_ms, poll_to_commit_ms)
+        now = self._monotonic()
+        if sm.logged and now - sm.since < every:
+            return
+        log.info(
+            "company_summary",
+            company=self.handle,
+            seconds=round(now - sm.since, 1),
+            cycles=sm.cycles,
+            failed_polls=sm.failed,
+            events=sm.events,
+            records=sm.records,
+            max_poll_to_commit_ms=sm.max_ms,
+            jobs=jobs,
+        )
+        self._summary = _Summary(now, logged=True)
 
     def _unreported(self, snapshot: Snapshot) -> Snapshot:
         """Leave out listed jobs the ledger already reports completed (never observed again)."""
@@ -437,6 +485,7 @@ class CompanyPoller:
         return True, job_log
 
     async def _poll_failed(self, exc: Exception, kind: str, at: datetime, latency: float) -> float:
+        self._summary.failed += 1
         self._gap = True
         self._reconcile_soon()
         st = self._status

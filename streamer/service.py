@@ -479,6 +479,8 @@ class Service:
                 failures_before_degraded=cfg.poll.failures_before_degraded,
                 heartbeat=cfg.kafka.heartbeat,
                 heartbeat_every_s=cfg.heartbeat.every_s,
+                cycle_lines=cfg.log.cycles == "info",
+                summary_every_s=cfg.log.summary_every_s,
                 max_record_bytes=cfg.kafka.max_record_bytes,
             ),
             diff_settings=DiffSettings(

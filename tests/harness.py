@@ -137,7 +137,8 @@ def write_config(
         "http": {"port": free_port()},
         # The oracle (tests/verify.py) tells committed polls by their heartbeats: one per cycle.
         "heartbeat": {"every_s": 0},
-        "log": {"format": "json"},
+        # Tests wait for and read the company_cycle line of every cycle.
+        "log": {"format": "json", "cycles": "info"},
         "shutdown": {"drain_timeout_s": 20},
     }
     for table, values in (sections or {}).items():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime, timedelta
 
 import pytest
+import structlog
 
 from streamer.ips import AuthenticationFault, IpsReplyError, IpsTransportError
 from streamer.kafka import FencedError, PublishError
@@ -201,3 +204,33 @@ async def test_a_heartbeat_that_did_not_commit_is_published_again() -> None:
     r.clock.advance(5.0)
     await r.poller.cycle()
     assert len(r.sink.values(TOPICS.heartbeat)) == 1
+
+
+async def test_cycles_log_at_debug_with_a_summary_per_interval(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With cycle lines at debug, a company logs company_summary at info: with its first
+    committed cycle, then once per summary_every_s, counting the cycles and failures between."""
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        poll = PollSettings(interval_s=5.0, cycle_lines=False, summary_every_s=60.0)
+        replies = [snap(job())] * 5 + [TIMEOUT] + [snap(job())] * 20
+        r = rig(ScriptedIps(*replies), poll=poll)
+        for _ in range(26):  # 25 committed cycles and 1 failed poll, 5 s apart: 125 s
+            await r.poller.cycle()
+            r.clock.advance(5.0)
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert not [x for x in lines if x["event"] == "company_cycle"]
+    summaries = [x for x in lines if x["event"] == "company_summary"]
+    assert [(x["cycles"], x["failed_polls"], x["level"]) for x in summaries] == [
+        (1, 0, "info"),  # the first committed cycle
+        (11, 1, "info"),  # 60 s later: 11 committed cycles and the failed poll
+        (12, 0, "info"),
+    ]
