@@ -241,6 +241,10 @@ class Metrics:
         GCCollector(registry=r)
         r.register(_StatusCollector(status))
         # Every label set exists from the start: a counter reads 0 before its first failure.
+        # The children updated every cycle are bound once: labels() takes a lock and a lookup.
+        self.polls_ok = self.polls.labels("ok")
+        self.polls_failed = self.polls.labels("failed")
+        self.events_by_type = {event: self.events.labels(event) for event in EVENT_TYPES}
         for result in POLL_RESULTS:
             self.polls.labels(result)
         for kind in POLL_FAILURE_KINDS:

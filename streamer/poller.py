@@ -338,9 +338,12 @@ class CompanyPoller:
         self._advance(settled.state, now)
         self._advance_ledger(ledger, step, todo)
         self._metrics.poll_to_commit.observe(committed - started)
-        for e in settled.events:
-            self._metrics.events.labels(event_type(e)).inc()
-        self._metrics.polls.labels("ok").inc()
+        if settled.events:
+            by_type = self._metrics.events_by_type
+            for e in settled.events:
+                kind = event_type(e)
+                (by_type.get(kind) or self._metrics.events.labels(kind)).inc()
+        self._metrics.polls_ok.inc()
         st = self._status
         recovered = st.consecutive_failures > 0
         st.last_success_at = now
@@ -492,7 +495,7 @@ class CompanyPoller:
         st.consecutive_failures += 1
         st.last_error = str(exc)
         st.last_error_kind = kind
-        self._metrics.polls.labels("failed").inc()
+        self._metrics.polls_failed.inc()
         self._metrics.poll_failures.labels(kind).inc()
         records: list[Record] = []
         auth = isinstance(exc, AuthenticationFault)
