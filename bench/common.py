@@ -74,6 +74,8 @@ def machine_info() -> dict[str, str]:
         "lxml": f"{_version('lxml')} (libxml2 {libxml2})",
         "zeep": _version("zeep"),
         "aiokafka": _version("aiokafka"),
+        "aiohttp": _version("aiohttp"),
+        "uvloop": _version("uvloop"),
         "orjson": _version("orjson"),
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -173,7 +173,8 @@ class Metrics:
         )
         self.poll_to_commit = Histogram(
             "streamer_poll_to_commit_seconds",
-            "From sending getActiveJobs to the cycle's transaction commit",
+            "From sending getActiveJobs to the cycle's transaction commit (to the cycle's end "
+            "when it had nothing to commit)",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
