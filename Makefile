@@ -14,7 +14,7 @@ RUNTIME := $(VENV)/.runtime
 CACHE    := $(or $(STREAMER_CACHE_DIR),.cache)
 PROMTOOL := $(CACHE)/tools/promtool
 
-.PHONY: demo test tools lint typecheck check bench chaos group-chaos kafka-start kafka-stop clean
+.PHONY: demo test tools lint typecheck check bench bench-quick chaos group-chaos kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# Every benchmark at reduced scale (a few minutes): to try the command, not for the figures.
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run_all.py --quick
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py --kills 20

@@ -6,12 +6,16 @@ floor: parsing without looking at anything), ``decode_active_jobs`` (parse + str
 mapping to frozen model values, no cache: a full decode) and ``zeep_decode_active_jobs`` (zeep's
 strict object mapping, converted to the same values). The decoded values are checked equal.
 
-Target (issue #5): the full decode is at least 15x faster than zeep's mapping at 10,000 jobs.
+Target (issue #13): the full decode (no reply cache) takes at most 4x the bare parse of the same
+bytes at 10,000 jobs. The ratio to zeep is printed for information only: it was a target of
+issue #5 (">= 15x zeep"), retired because it depends on the CPU (10.2x on an Intel Xeon, 14x on
+an AMD EPYC for the same code).
 
 Also the simulator's own budget (the benchmarks and the end-to-end tests lean on it): rendering
 a 10-job reply, for 200 companies polled in turn, costs under 3 ms of CPU per reply.
 
     .venv/bin/python bench/decode.py [--quick] [--json PATH]
+    .venv/bin/python bench/decode.py --profile PATH   # py-spy: 30 full decodes of 10,000 jobs
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from streamer.simulator.soap import NS_2014
 from tests.zeep_reference import zeep_decode_active_jobs
 
 SIZES = (100, 1_000, 10_000)
-TARGET_RATIO = 15.0
+TARGET_PARSE_FACTOR = 4.0
 SIM_COMPANIES, SIM_JOBS = 200, 10
 SIM_BUDGET_S = 0.003
 
@@ -77,7 +81,7 @@ def main(argv: list[str]) -> list[Target]:
     print_machine("decode: getActiveJobs reply -> JobSnapshot values")
     rows = []
     figures: dict[str, object] = {}
-    ratio_10k = ratio_10k_wall = best_10k = 0.0
+    factor_10k = factor_10k_wall = parse_10k = 0.0
     for size in SIZES:
         body = reply_of(size)
         n_jobs = len(decode_active_jobs(body, NS_2014))
@@ -126,8 +130,11 @@ def main(argv: list[str]) -> list[Target]:
             "zeep_over_ours_best": ratio_best,
             "rounds": {"ours": len(ours.cpu), "zeep": len(zp.cpu)},
         }
+        figures[str(size)]["ours_over_lxml_cpu"] = ours.cpu_median / lx.cpu_median
         if size == SIZES[-1]:
-            ratio_10k, ratio_10k_wall, best_10k = ratio, ratio_wall, ratio_best
+            factor_10k = ours.cpu_median / lx.cpu_median
+            factor_10k_wall = ours.wall_median / lx.wall_median
+            parse_10k = lx.cpu_median
     print(
         "Median thread-CPU milliseconds per reply (wall clock in the last column); 'best of N'"
         " is the ratio of the fastest runs. The verdict uses the medians."
@@ -156,11 +163,17 @@ def main(argv: list[str]) -> list[Target]:
     )
     targets = [
         Target(
-            "decode: full decode vs zeep mapping (10,000 jobs)",
-            f">= {TARGET_RATIO:.0f}x faster",
-            f"{ratio_10k:.1f}x (CPU), {ratio_10k_wall:.1f}x (wall), best runs {best_10k:.1f}x",
-            ratio_10k >= TARGET_RATIO,
-            f"{ratio_10k / TARGET_RATIO - 1:+.0%}",
+            "decode: full decode, no cache (10,000 jobs)",
+            f"<= {TARGET_PARSE_FACTOR:.0f}x bare lxml parse",
+            f"{factor_10k:.2f}x (CPU), {factor_10k_wall:.2f}x (wall)",
+            factor_10k <= TARGET_PARSE_FACTOR,
+            f"{1 - factor_10k / TARGET_PARSE_FACTOR:+.0%} headroom",
+            floor=f"bare parse {parse_10k * 1e3:.1f} ms",
+            bound=(
+                "the per-element cost of mapping lxml elements to model values in Python "
+                "(tag and text of each child, one frozen value per job, task and item) and the "
+                "garbage collector's pass over them; bench/profiles/decode-10000.txt"
+            ),
         ),
         Target(
             f"simulator: render a 10-job reply ({SIM_COMPANIES} companies)",
@@ -175,5 +188,43 @@ def main(argv: list[str]) -> list[Target]:
     return targets
 
 
+def decode_loop(path: str, rounds: int) -> None:
+    """Decode the reply in ``path`` ``rounds`` times without the cache (what --profile samples)."""
+    body = Path(path).read_bytes()
+    for _ in range(rounds):
+        decode_active_jobs(body, NS_2014)
+
+
+def profile_decode(out: Path, rounds: int = 30) -> None:
+    """Sample ``rounds`` full decodes of a 10,000-job reply with py-spy; write the summary."""
+    import subprocess
+    import tempfile
+
+    from bench import profile
+
+    with tempfile.TemporaryDirectory(prefix="bench-decode-") as tmp:
+        reply = Path(tmp) / "reply.xml"
+        reply.write_bytes(reply_of(SIZES[-1]))
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--decode-loop", str(reply), str(rounds)],
+            stdin=subprocess.PIPE,
+        )
+        raw = Path(tmp) / "profile.raw"
+        spy = profile.record(child.pid, 600, raw, rate=500)
+        child.stdin.close()  # type: ignore[union-attr]  # the child waits for this to start
+        child.wait()
+        spy.wait()
+        title = f"py-spy profile of {rounds} full decodes (no cache) of a 10,000-job reply"
+        out.write_text(profile.summarize(raw, 30, title) + "\n")
+    print(f"profile written to {out}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if "--decode-loop" in sys.argv:
+        i = sys.argv.index("--decode-loop")
+        sys.stdin.read()  # wait until the profiler is attached
+        decode_loop(sys.argv[i + 1], int(sys.argv[i + 2]))
+    elif "--profile" in sys.argv:
+        profile_decode(Path(sys.argv[sys.argv.index("--profile") + 1]).resolve())
+    else:
+        main(sys.argv[1:])

@@ -42,7 +42,7 @@ def run(config_path: Path | None, max_cycles: int | None) -> None:
     Exit codes: 0 drained cleanly, 1 unexpected error, 2 bad configuration, 3 fenced by another
     instance with the same transactional id, 4 drain timed out, 130 forced by a second signal.
     """
-    from streamer.service import Service
+    from streamer.service import Service, loop_factory
 
     settings = _load(config_path)
     configure(settings.log.level, settings.log.format, secrets_of(settings))
@@ -52,7 +52,9 @@ def run(config_path: Path | None, max_cycles: int | None) -> None:
         service.install_signal_handlers()
         return await service.run()
 
-    sys.exit(asyncio.run(_main()))
+    with asyncio.Runner(loop_factory=loop_factory(settings.runtime.uvloop)) as runner:
+        code = runner.run(_main())
+    sys.exit(code)
 
 
 @main.command()

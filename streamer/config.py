@@ -521,11 +521,30 @@ class EventsConfig(_Section):
         return value
 
 
+class HeartbeatConfig(_Section):
+    """``[heartbeat]``: how often a company's heartbeat is published (``kafka.heartbeat`` on)."""
+
+    #: Seconds between two heartbeats of a company while its poll outcome (ok, error, active
+    #: jobs) stays the same; a change or a failed poll publishes one at once. 0: every cycle.
+    every_s: NonNegativeFloat = 30.0
+
+
+class RuntimeConfig(_Section):
+    """``[runtime]``: the event loop."""
+
+    #: Run on uvloop when it is installed (a faster event loop); false: asyncio's own loop.
+    uvloop: bool = True
+
+
 class LogConfig(_Section):
     """``[log]``: level and rendering of the structured log."""
 
     level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
     format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)] = "auto"
+    #: Level of the ``company_cycle`` line every committed cycle writes.
+    cycles: Annotated[Literal["debug", "info"], BeforeValidator(_lower)] = "debug"
+    #: Seconds between the ``company_summary`` lines (info) of each company; 0: none.
+    summary_every_s: NonNegativeFloat = 60.0
 
 
 class ShutdownConfig(_Section):
@@ -593,6 +612,8 @@ class Settings(BaseSettings):
     kafka: KafkaConfig = KafkaConfig()
     http: HttpConfig = HttpConfig()
     events: EventsConfig = EventsConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     log: LogConfig = LogConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     #: Not the daemon's: read by the simulator only, left out of ``/status`` and dumps.

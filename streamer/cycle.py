@@ -39,7 +39,7 @@ from streamer.encode import (
 )
 from streamer.model import Heartbeat, JobEvent, JobLog, JobStalled, Snapshot, TrackedJob
 
-__all__ = ["Settled", "cycle_records", "owned", "settle"]
+__all__ = ["Settled", "cycle_records", "heartbeat_due", "owned", "settle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +142,17 @@ def cycle_records(
     if heartbeat is not None:
         records.append(encode_heartbeat(heartbeat, source=source, topics=topics, contract=contract))
     return records
+
+
+def heartbeat_due(last: Heartbeat | None, beat: Heartbeat, every_s: float) -> bool:
+    """Whether a cycle publishes its heartbeat ``beat``, given the ``last`` one committed.
+
+    Every cycle when ``every_s`` is 0. Otherwise: the company's first heartbeat, every failed
+    poll, any change of ``ok``, ``error`` or ``activeJobs`` since the last one, and then at
+    least every ``every_s`` seconds of poll time while nothing changes.
+    """
+    if every_s <= 0 or last is None or not beat.ok:
+        return True
+    if (beat.ok, beat.error, beat.active_jobs) != (last.ok, last.error, last.active_jobs):
+        return True
+    return (beat.polled_at - last.polled_at).total_seconds() >= every_s

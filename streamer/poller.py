@@ -31,7 +31,7 @@ import structlog
 
 from streamer.checkpoint import encode_ledger
 from streamer.completion_context import attach
-from streamer.cycle import Settled, cycle_records, owned, settle
+from streamer.cycle import Settled, cycle_records, heartbeat_due, owned, settle
 from streamer.diff import DiffSettings, diff
 from streamer.encode import (
     DEFAULT_CONTRACT,
@@ -80,6 +80,13 @@ class PollSettings:
     auth_backoff_s: float = 600.0
     failures_before_degraded: int = 3
     heartbeat: bool = True
+    #: Seconds between the heartbeats of a company whose poll outcome (ok, error, active jobs)
+    #: does not change; a change or a failed poll publishes one at once. 0: every cycle.
+    heartbeat_every_s: float = 0.0
+    #: Log every committed cycle (``company_cycle``) at info; False: at debug.
+    cycle_lines: bool = True
+    #: Seconds between a company's ``company_summary`` lines at info (0: none).
+    summary_every_s: float = 0.0
     #: Records above this are never sent: jobs are cut to fit (see streamer.limits).
     max_record_bytes: int = 1_000_000
 
@@ -132,6 +139,20 @@ class BatchSink(Protocol):
 
     def committed_ledger(self, company: str, epoch: int) -> CompanyLedger | None:
         """The company's committed ledger, re-read with :meth:`committed_state`."""
+
+
+@dataclass(slots=True)
+class _Summary:
+    """A company's cycles since its last ``company_summary`` line (monotonic ``since``)."""
+
+    since: float
+    cycles: int = 0
+    failed: int = 0
+    events: int = 0
+    records: int = 0
+    max_ms: float = 0.0
+    #: False until the first line: the first committed cycle is reported at once.
+    logged: bool = False
 
 
 def company_source(endpoint: str, company_handle: str) -> str:
@@ -206,6 +227,10 @@ class CompanyPoller:
             topics=topics,
             contract=contract,
         )
+        # What the next company_summary line reports (see _summarize).
+        self._summary = _Summary(monotonic())
+        # The last heartbeat committed (None: none yet, the next cycle publishes one).
+        self._last_heartbeat: Heartbeat | None = None
         # Set after an uncertain commit: the state must be re-read before the next diff.
         self._resync_epoch: int | None = None
         self._degraded = False
@@ -340,11 +365,7 @@ class CompanyPoller:
         messages = await self._details.messages(settled.events, logs)
         if messages:
             settled = replace(settled, events=attach(settled.events, messages))
-        heartbeat = (
-            Heartbeat(self.handle, now, True, latency, streamed_jobs, now)
-            if self._poll.heartbeat
-            else None
-        )
+        heartbeat = self._heartbeat(Heartbeat(self.handle, now, True, latency, streamed_jobs, now))
         records = cycle_records(
             settled,
             source=self._source,
@@ -364,12 +385,17 @@ class CompanyPoller:
         if not await self._publish(records):
             return None  # state kept; the loop waits for Kafka before polling again
         committed = time.perf_counter()
+        if heartbeat is not None:
+            self._last_heartbeat = heartbeat
         self._advance(settled.state, now)
         self._advance_ledger(ledger, step, todo)
         self._metrics.poll_to_commit.observe(committed - started)
-        for e in settled.events:
-            self._metrics.events.labels(event_type(e)).inc()
-        self._metrics.polls.labels("ok").inc()
+        if settled.events:
+            by_type = self._metrics.events_by_type
+            for e in settled.events:
+                kind = event_type(e)
+                (by_type.get(kind) or self._metrics.events.labels(kind)).inc()
+        self._metrics.polls_ok.inc()
         st = self._status
         recovered = st.consecutive_failures > 0
         st.last_success_at = now
@@ -377,7 +403,9 @@ class CompanyPoller:
         st.consecutive_failures = 0
         st.last_error = st.last_error_kind = None
         st.state = "ok"
-        log.info(
+        poll_to_commit_ms = round((committed - started) * 1000, 1)
+        self._summarize(len(settled.events), len(records), poll_to_commit_ms, listed_jobs)
+        (log.info if self._poll.cycle_lines else log.debug)(
             "company_cycle",
             company=self.handle,
             jobs=listed_jobs,
@@ -411,6 +439,32 @@ class CompanyPoller:
             log.info("filtered_jobs_forgotten", company=self.handle, jobs=len(handles))
         latest = [encode_tombstone(h, topics=self._topics) for h in handles]
         return latest + [replace(r, topic=self._topics.checkpoint) for r in latest]
+
+    def _summarize(self, events: int, records: int, poll_to_commit_ms: float, jobs: int) -> None:
+        """Count a committed cycle; log ``company_summary`` every ``summary_every_s``."""
+        every = self._poll.summary_every_s
+        if every <= 0:
+            return
+        sm = self._summary
+        sm.cycles += 1
+        sm.events += events
+        sm.records += records
+        sm.max_ms = max(sm.max_ms, poll_to_commit_ms)
+        now = self._monotonic()
+        if sm.logged and now - sm.since < every:
+            return
+        log.info(
+            "company_summary",
+            company=self.handle,
+            seconds=round(now - sm.since, 1),
+            cycles=sm.cycles,
+            failed_polls=sm.failed,
+            events=sm.events,
+            records=sm.records,
+            max_poll_to_commit_ms=sm.max_ms,
+            jobs=jobs,
+        )
+        self._summary = _Summary(now, logged=True)
 
     def _unreported(self, snapshot: Snapshot) -> Snapshot:
         """Leave out listed jobs the ledger already reports completed (never observed again)."""
@@ -507,13 +561,14 @@ class CompanyPoller:
         return True, job_log
 
     async def _poll_failed(self, exc: Exception, kind: str, at: datetime, latency: float) -> float:
+        self._summary.failed += 1
         self._gap = True
         self._reconcile_soon()
         st = self._status
         st.consecutive_failures += 1
         st.last_error = str(exc)
         st.last_error_kind = kind
-        self._metrics.polls.labels("failed").inc()
+        self._metrics.polls_failed.inc()
         self._metrics.poll_failures.labels(kind).inc()
         records: list[Record] = []
         auth = isinstance(exc, AuthenticationFault)
@@ -544,20 +599,25 @@ class CompanyPoller:
             self._degraded = True
             what = "authentication_failing" if auth else "company_unreachable"
             records.append(self._notification(what, f"{kind}: {exc}", at))
-        if self._poll.heartbeat:
+        heartbeat = self._heartbeat(
+            Heartbeat(self.handle, at, False, latency, st.active_jobs, st.last_success_at, kind)
+        )
+        if heartbeat is not None:
             records.append(
                 encode_heartbeat(
-                    Heartbeat(
-                        self.handle, at, False, latency, st.active_jobs, st.last_success_at, kind
-                    ),
-                    source=self._source,
-                    topics=self._topics,
-                    contract=self._contract,
+                    heartbeat, source=self._source, topics=self._topics, contract=self._contract
                 )
             )
-        if records:
-            await self._publish(records)
+        if records and await self._publish(records) and heartbeat is not None:
+            self._last_heartbeat = heartbeat
         return delay
+
+    def _heartbeat(self, beat: Heartbeat) -> Heartbeat | None:
+        """``beat`` if this cycle publishes a heartbeat (see :func:`heartbeat_due`), else None."""
+        poll = self._poll
+        if poll.heartbeat and heartbeat_due(self._last_heartbeat, beat, poll.heartbeat_every_s):
+            return beat
+        return None
 
     def _notification(self, kind: str, message: str, at: datetime) -> Record:
         return encode_notification(
@@ -571,7 +631,13 @@ class CompanyPoller:
         )
 
     async def _publish(self, records: Sequence[Record]) -> bool:
-        """Commit the cycle; records Kafka refuses go to the dead letter, the rest is committed."""
+        """Commit the cycle; records Kafka refuses go to the dead letter, the rest is committed.
+
+        A cycle without records (nothing changed, no heartbeat due) commits nothing: no Kafka
+        transaction, as if an empty one had committed.
+        """
+        if not records:
+            return True
         records = self._records.within_limit(records, self._clock())
         for attempt in (1, 2):
             try:

@@ -71,6 +71,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when ``use_uvloop`` (``runtime.uvloop``) and it is installed; None
+    for asyncio's own loop (``asyncio.Runner``'s ``loop_factory``)."""
+    if not use_uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a runtime dependency, absent only if removed
+        return None
+    return uvloop.new_event_loop
+
+
 def ips_settings_for(cfg: Settings, company_handle: str) -> IpsSettings:
     """The IPS client settings of one company (its effective credentials)."""
     user, password = cfg.credentials_for(company_handle)
@@ -296,6 +308,7 @@ class Service:
                 group_id=cfg.kafka.effective_group_id,
                 group_instance_id=cfg.kafka.effective_group_instance_id,
                 http_port=self.http_port,
+                event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
             )
             ending = await supervisor.run(cfg.shutdown.drain_timeout_s)
             # Company loops finish their cycle and commit, then each shard's producer closes.
@@ -514,6 +527,9 @@ class Service:
                 auth_backoff_s=cfg.poll.auth_backoff_s,
                 failures_before_degraded=cfg.poll.failures_before_degraded,
                 heartbeat=cfg.kafka.heartbeat,
+                heartbeat_every_s=cfg.heartbeat.every_s,
+                cycle_lines=cfg.log.cycles == "info",
+                summary_every_s=cfg.log.summary_every_s,
                 max_record_bytes=cfg.kafka.max_record_bytes,
             ),
             diff_settings=DiffSettings(

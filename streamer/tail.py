@@ -223,7 +223,8 @@ async def _consume(
                 return
         if live is not None:
             quiet = now - last_data
-            # Heartbeats arrive every poll interval: silence means the streamer or Kafka is down.
+            # Heartbeats arrive at least every heartbeat.every_s: silence means the streamer or
+            # Kafka is down.
             state.problem = f"no records for {quiet:.0f} s" if quiet > QUIET_S else ""
             width, height = live.console.size
             live.update(render_screen(state, width, height), refresh=True)

@@ -41,8 +41,9 @@ _CHANGE_TYPES = frozenset(
 RECENT_KEPT = 200
 #: Seconds between retries while the broker is unreachable or the topics do not exist yet.
 RETRY_S = 5.0
-#: Seconds without any record (heartbeats included) after which the live view says so.
-QUIET_S = 30.0
+#: Seconds without any record (heartbeats included) after which the live view says so: well
+#: above the default heartbeat cadence (heartbeat.every_s, 30 s) of a quiet company.
+QUIET_S = 75.0
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 

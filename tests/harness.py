@@ -135,7 +135,10 @@ def write_config(
             "transactional_id": transactional_id or prefix + "-streamer",
         },
         "http": {"port": free_port()},
-        "log": {"format": "json"},
+        # The oracle (tests/verify.py) tells committed polls by their heartbeats: one per cycle.
+        "heartbeat": {"every_s": 0},
+        # Tests wait for and read the company_cycle line of every cycle.
+        "log": {"format": "json", "cycles": "info"},
         "shutdown": {"drain_timeout_s": 20},
     }
     for table, values in (sections or {}).items():

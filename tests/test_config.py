@@ -70,18 +70,8 @@ def test_example_config_states_the_real_defaults() -> None:
     defaults = Settings.model_validate(
         {"ips": {"user": "u", "password": "p"}, "companies": [{"handle": "x"}]}
     )
-    for section in (
-        "poll",
-        "progress",
-        "stall",
-        "completion",
-        "filter",
-        "privacy",
-        "kafka",
-        "http",
-        "log",
-        "shutdown",
-    ):
+    sections = ("poll", "progress", "stall", "completion", "filter", "privacy", "kafka", "http")
+    for section in (*sections, "heartbeat", "runtime", "log", "shutdown"):
         assert getattr(s, section) == getattr(defaults, section), section
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamer.cycle import cycle_records, owned, settle
+from streamer.cycle import cycle_records, heartbeat_due, owned, settle
 from streamer.diff import DiffResult, DiffSettings, diff
 from streamer.encode import TopicNames
 from streamer.model import Heartbeat, JobCompleted
@@ -85,3 +85,21 @@ def test_jobs_are_filed_under_the_polled_company() -> None:
     assert mine.jobs[1] is listed.jobs[1]
     same = snap(job("j|3"))
     assert owned(same, "c|acme") is same
+
+
+def test_heartbeat_due_on_first_change_failure_and_cadence() -> None:
+    """A heartbeat is due first, on a failure, on a changed outcome, and every every_s."""
+    last = Heartbeat("c|1", at(0), True, 0.01, 3, at(0))
+
+    def beat(t: float, ok: bool = True, jobs: int = 3, error: str | None = None) -> Heartbeat:
+        return Heartbeat("c|1", at(t), ok, 0.01, jobs, at(t), error)
+
+    assert heartbeat_due(None, beat(5), 30.0)  # the first one
+    assert not heartbeat_due(last, beat(29.9), 30.0)  # nothing changed, too soon
+    assert heartbeat_due(last, beat(30), 30.0)  # the cadence
+    assert heartbeat_due(last, beat(5, jobs=4), 30.0)  # activeJobs changed
+    assert heartbeat_due(last, beat(5, ok=False, error="timeout"), 30.0)  # a failure
+    failed = beat(5, ok=False, error="timeout")
+    assert heartbeat_due(failed, beat(6, ok=False, error="timeout"), 30.0)  # every failure
+    assert heartbeat_due(failed, beat(10), 30.0)  # ok again
+    assert heartbeat_due(last, beat(5), 0.0)  # every_s 0: every cycle

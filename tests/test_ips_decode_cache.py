@@ -151,12 +151,40 @@ def test_many_changes_make_the_cache_stand_aside_then_return() -> None:
 
 
 def test_small_replies_are_decoded_whole() -> None:
-    """Below the size threshold the cache keeps nothing and decodes the reply whole."""
+    """Below the size threshold the cache keeps no elements and decodes a new reply whole."""
+    polls = Polls(5)
+    first, second = polls.next(), polls.next(60.0)
+    assert first != second
+    cache = ActiveJobsCache(min_bytes=max(len(first), len(second)) + 1)
+    for body in (first, second):
+        same_as_full(cache, body)
+        assert (cache.last_path, len(cache)) == ("small", 0)
+
+
+def test_a_small_reply_seen_again_returns_the_previous_result() -> None:
+    """The same small reply again (a quiet company) gives the very same snapshots, undecoded."""
     body = Polls(5).next()
     cache = ActiveJobsCache(min_bytes=len(body) + 1)
+    first = same_as_full(cache, body)
+    again = same_as_full(cache, bytes(body))  # equal bytes, another object
+    assert cache.last_path == "same"
+    assert isinstance(first, tuple)
+    assert isinstance(again, tuple)
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    # The same bytes read in another namespace are another decode (here: its error).
+    assert same_as_full(cache, body, NS13) != first
+
+
+def test_a_small_reply_that_failed_is_decoded_again() -> None:
+    """Only successful decodes are remembered: a bad small reply raises on every poll."""
+    body = Polls(5).next()
+    broken = body.replace(b"</jobHandle>", b"</jobHandle><surprise/>", 1)
+    cache = ActiveJobsCache(min_bytes=len(broken) + 1)
     for _ in range(2):
-        same_as_full(cache, body)
-        assert (cache.last_path, len(cache)) == ("skipped", 0)
+        with pytest.raises(IpsReplyError):
+            decode_active_jobs(broken, NS14, cache)
+    same_as_full(cache, body)
+    assert cache.last_path == "small"
 
 
 def test_empty_reply_and_back() -> None:

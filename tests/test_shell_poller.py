@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from datetime import datetime, timedelta
+
 import pytest
+import structlog
 
 from streamer.encode import short_type
 from streamer.ips import AuthenticationFault, IpsReplyError, IpsTransportError
@@ -151,3 +156,97 @@ async def test_run_retries_after_the_backoff_delay() -> None:
     r = rig(ScriptedIps(IpsReplyError("bad", kind="malformed"), snap(job())))
     await r.poller.run(max_cycles=3)
     assert r.clock.sleeps == [2.5, 1.0, 5.0]
+
+
+async def test_heartbeats_follow_their_cadence_while_nothing_changes() -> None:
+    """A quiet company heartbeats on its first cycle, then every heartbeat_every_s; the cycles
+    between commit nothing at all (no Kafka transaction)."""
+    poll = PollSettings(interval_s=5.0, heartbeat_every_s=30.0)
+    r = rig(ScriptedIps(snap(job())), poll=poll)
+    for _ in range(13):  # polls at 0, 5, ... 60 s
+        assert await r.poller.cycle() is None
+        r.clock.advance(5.0)
+    beats = r.sink.values(TOPICS.heartbeat)
+    polled = [datetime.fromisoformat(b["polledAt"]) for b in beats]
+    assert polled == [T0 + timedelta(seconds=s) for s in (0, 30, 60)]
+    assert len(r.sink.batches) == 3  # the first cycle's also holds the job's first records
+    assert r.status.state == "ok"
+    assert sample(r.metrics, "streamer_polls_total", result="ok") == 13
+
+
+async def test_quiet_cycles_without_a_transaction_do_not_flag_the_next_change() -> None:
+    """Cycles that commit nothing (no change, no heartbeat due) still count as committed
+    observations: the change after them is not marked mayHaveSkipped."""
+    waiting = snap(job(state="WaitingCoordinator"))
+    replies = ScriptedIps(waiting, waiting, waiting, snap(job(state="Running")))
+    r = rig(replies, poll=PollSettings(interval_s=5.0, heartbeat_every_s=3600.0))
+    for _ in range(4):
+        await r.poller.cycle()
+        r.clock.advance(5.0)
+    assert len(r.sink.batches) == 2  # the first cycle and the change; none in between
+    (changed,) = [v for v in r.sink.values(TOPICS.state) if v["type"].endswith("job.state_changed")]
+    assert (changed["from"], changed["to"]) == ("WaitingCoordinator", "Running")
+    assert changed["mayHaveSkipped"] is False
+
+
+async def test_a_changed_outcome_or_a_failure_heartbeats_at_once() -> None:
+    """Another active job count, a failed poll and the recovery after it each publish a
+    heartbeat in their own cycle, whatever the cadence."""
+    two = snap(job(), job("j|2"))
+    replies = ScriptedIps(snap(job()), snap(job()), two, two, TIMEOUT, TIMEOUT, two, two)
+    r = rig(replies, poll=PollSettings(interval_s=5.0, heartbeat_every_s=3600.0))
+    for _ in range(8):
+        await r.poller.cycle()
+        r.clock.advance(5.0)
+    beats = [(b["ok"], b["activeJobs"], b["error"]) for b in r.sink.values(TOPICS.heartbeat)]
+    assert beats == [
+        (True, 1, None),  # first cycle
+        (True, 2, None),  # a second job listed
+        (False, 2, "timeout"),  # every failed poll
+        (False, 2, "timeout"),
+        (True, 2, None),  # polling succeeds again
+    ]
+
+
+async def test_a_heartbeat_that_did_not_commit_is_published_again() -> None:
+    """Only a committed heartbeat counts: after a failed commit the next cycle publishes one."""
+    poll = PollSettings(interval_s=5.0, heartbeat_every_s=3600.0)
+    r = rig(ScriptedIps(snap(job())), poll=poll)
+    r.sink.fail = PublishError("broker away")
+    await r.poller.cycle()
+    r.sink.fail = None
+    r.clock.advance(5.0)
+    await r.poller.cycle()
+    r.clock.advance(5.0)
+    await r.poller.cycle()
+    assert len(r.sink.values(TOPICS.heartbeat)) == 1
+
+
+async def test_cycles_log_at_debug_with_a_summary_per_interval(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With cycle lines at debug, a company logs company_summary at info: with its first
+    committed cycle, then once per summary_every_s, counting the cycles and failures between."""
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        poll = PollSettings(interval_s=5.0, cycle_lines=False, summary_every_s=60.0)
+        replies = [snap(job())] * 5 + [TIMEOUT] + [snap(job())] * 20
+        r = rig(ScriptedIps(*replies), poll=poll)
+        for _ in range(26):  # 25 committed cycles and 1 failed poll, 5 s apart: 125 s
+            await r.poller.cycle()
+            r.clock.advance(5.0)
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert not [x for x in lines if x["event"] == "company_cycle"]
+    summaries = [x for x in lines if x["event"] == "company_summary"]
+    assert [(x["cycles"], x["failed_polls"], x["level"]) for x in summaries] == [
+        (1, 0, "info"),  # the first committed cycle
+        (11, 1, "info"),  # 60 s later: 11 committed cycles and the failed poll
+        (12, 0, "info"),
+    ]
