@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from streamer.encode import TopicNames
+from streamer.tail_screen import render_screen
+from streamer.tail_state import TailState, decode_event
 from tests.harness import all_records, free_port, simulator, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +112,8 @@ class DemoRun:
     seen: Seen
     took_s: float
     log: str
+    bootstrap: str
+    prefix: str
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +152,7 @@ def demo_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
             took = time.monotonic() - started
         finally:
             stop_process(proc)
-        yield DemoRun(seen, took, log_path.read_text(errors="replace"))
+        yield DemoRun(seen, took, log_path.read_text(errors="replace"), kafka_bootstrap, prefix)
 
 
 def test_demo_shows_every_event_kind_within_two_minutes(demo_run: DemoRun) -> None:
@@ -210,3 +215,34 @@ def test_demo_failed_completion_says_what_broke(demo_run: DemoRun) -> None:
     first = done["logMessages"]["errors"][0]
     assert first["message"], done
     assert done["logMessages"]["errorTotal"] >= 1, done
+
+
+def test_tail_capture_at_80x24_during_the_demo(demo_run: DemoRun) -> None:
+    """`streamer tail`'s screen at 80x24, fed the demo's committed records as the view reads
+    them: the active-jobs table and at least five readable recent changes, one a completion
+    with its outcome."""
+    topics = TopicNames.with_prefix(demo_run.prefix)
+    public = (topics.state, topics.progress, topics.heartbeat, topics.notifications)
+    events = [
+        decode_event(topic, dict(headers), value, None)
+        for topic, records in all_records(demo_run.bootstrap, demo_run.prefix).items()
+        if topic in public
+        for _, _, value, headers in records
+    ]
+    events.sort(key=lambda e: (e.at, e.sequence))
+    # The screen as it stood right after the demo's last completion so far.
+    last_done = max(i for i, e in enumerate(events) if e.type == "job.completed")
+    state = TailState()
+    for event in events[: last_done + 1]:
+        state.apply(event)
+    console = Console(width=80, height=24, record=True, force_terminal=True)
+    console.print(render_screen(state, 80, 24))
+    lines = console.export_text().splitlines()
+    print("\n".join(lines))  # the capture, for the README (pytest -s)
+    assert len(lines) <= 24
+    assert all(len(line) <= 80 for line in lines), lines
+    start = next(i for i, x in enumerate(lines) if x.startswith("Recent changes"))
+    assert any("%" in line for line in lines[:start]), lines  # a job row with its percentage
+    recent = lines[start + 1 :]
+    assert len(recent) >= 5, lines
+    assert any("done:" in line for line in recent), lines
