@@ -107,7 +107,7 @@ def _recent_table(changes: Sequence[Change], width: int) -> Table:
     the name and the type share what is left."""
     company_w = min(12, max((len(c.company) for c in changes), default=6))
     files_w = min(14, max((len(c.files) for c in changes), default=0))
-    what_w = min(30, max((len(c.what_text(99)) for c in changes), default=10))
+    what_w = min(40, max((len(c.what_text(99)) for c in changes), default=10))
     rest = width - 8 - company_w - files_w - what_w - 5
     if rest < 28:  # a narrow terminal: the transition gives way (down to 20 columns)
         what_w = max(20, what_w - (28 - rest))
@@ -177,6 +177,11 @@ def describe(topic: str, headers: Mapping[str, bytes], value: Mapping[str, Any] 
         detail = f"{status.get('progress')}% {status.get('progressMessage')!r}"
     elif ce_type == "job.completed":
         detail = f"outcome={value.get('outcome')} counts={value.get('counts')}"
+        if isinstance(value.get("durationS"), int | float):
+            detail += f" duration={value['durationS']:.0f}s"
+        errors = (value.get("logMessages") or {}).get("errors") or []
+        if errors and isinstance(errors[0], Mapping):
+            detail += f" first_error={errors[0].get('message')!r}"
     elif ce_type in ("job.stalled", "job.recovered"):
         detail = f"after {value.get('stalledForS')}s"
     elif ce_type.startswith("streamer.notification."):

@@ -209,10 +209,20 @@ class Change:
     style: str = ""
     #: The state a transition left (``what`` is the state it reached); "" for other changes.
     before: str = ""
+    #: What follows the outcome of a completion when there is room: its duration and the job
+    #: log's first message.
+    detail: str = ""
 
     def what_text(self, width: int) -> str:
         """``what``, as ``before → what`` for a transition, in at most ``width`` columns: a
-        long ``before`` is cut first, so the state reached always shows."""
+        long ``before`` is cut first, so the state reached always shows; a ``detail`` only
+        where the columns left after ``what`` hold at least 8 of its characters."""
+        if self.detail:
+            room = width - len(self.what) - 3
+            if room >= min(8, len(self.detail)):
+                cut = self.detail if len(self.detail) <= room else f"{self.detail[: room - 1]}…"
+                return f"{self.what} · {cut}"
+            return self.what
         if not self.before:
             return self.what
         text = f"{self.before} → {self.what}"
@@ -383,9 +393,10 @@ class TailState:
                 company,
                 row.name if row.type != "?" else str(v.get("originalName") or row.name),
                 row.type if row.type != "?" else str(v.get("jobType") or "?"),
-                _completion_text(outcome, v),
+                _OUTCOME_TEXT.get(outcome, f"done: {outcome}"),
                 _counts_of(v.get("counts")),
                 _OUTCOME_STYLE.get(outcome, ""),
+                detail=_completion_detail(v),
             )
             return self._record(change, ce_type)
         return None
@@ -436,10 +447,10 @@ class TailState:
         return change
 
 
-def _completion_text(outcome: str, value: Mapping[str, Any]) -> str:
-    """``done: failed · 85s · <first error>``: the outcome, how long the job ran and, when the
-    job log said why, its first error (else warning) message."""
-    parts = [_OUTCOME_TEXT.get(outcome, f"done: {outcome}")]
+def _completion_detail(value: Mapping[str, Any]) -> str:
+    """``85s · <first error>``: how long a completed job ran and, when the job log said why,
+    its first error (else warning) message; "" when the event says neither."""
+    parts = []
     duration = value.get("durationS")
     if isinstance(duration, int | float):
         parts.append(_seconds(duration))

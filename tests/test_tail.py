@@ -452,4 +452,7 @@ def test_completion_line_names_a_reconciled_job_its_duration_and_first_error() -
     change = state.apply(event("ips.jobs.state", "job.completed", value))
     assert change is not None
     assert (change.name, change.job_type) == ("spring.zip", "UploadUrlsJob")
-    assert change.what == "done: FAILED · 85s · Unable to read file"
+    assert change.what == "done: FAILED"
+    assert change.what_text(20) == "done: FAILED"  # no room: the outcome alone
+    assert change.what_text(40) == "done: FAILED · 85s · Unable to read file"
+    assert change.what_text(30) == "done: FAILED · 85s · Unable t…"  # 30 columns
