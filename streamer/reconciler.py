@@ -38,7 +38,7 @@ from streamer.reconcile import (
     start,
     window,
 )
-from streamer.retry import Backoff, Uniform
+from streamer.retry import Backoff, Uniform, jittered
 from streamer.status import CompanyStatus
 
 log = structlog.get_logger("streamer.reconciler")
@@ -59,6 +59,10 @@ class JobLogLister(Protocol):
         num_rows: int,
     ) -> JobLogListing:
         """``getJobLogs`` for a window of end dates."""
+
+
+#: Spread of the time between two full passes, as a fraction of ``interval_s``.
+_PASS_JITTER = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,8 +275,12 @@ class CompanyReconciler:
         self._failures = 0
         self._status.reconcile_error = None
         self._metrics.reconcile_passes.labels("complete" if complete else "partial").inc()
-        # A pass cut short by its budget goes on in the next cycle.
-        self._due = self._monotonic() + (policy.interval_s if complete else 0.0)
+        # A pass cut short by its budget goes on in the next cycle. The next full pass is
+        # spread by +/- a quarter of the interval: companies that started together (a start,
+        # a shard takeover) would otherwise all list their job logs in the same seconds of
+        # every interval, a burst of getJobLogs that delays those cycles' commits.
+        interval = jittered(policy.interval_s, _PASS_JITTER, self._uniform)
+        self._due = self._monotonic() + (interval if complete else 0.0)
         if self._degraded:
             self._degraded = False
             return [self._notify("reconcile_recovered", "job logs are read again", at)]

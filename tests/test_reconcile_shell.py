@@ -309,3 +309,22 @@ async def test_pages_the_ledger_refuses_fail_the_pass_not_the_cycle(
     assert len(r.sink.batches) == 1
     assert sample(r.metrics, "streamer_reconcile_failures_total", kind="internal_error") == 1
     assert [short_type(v["type"]) for v in r.sink.values(TOPICS.state)] == ["job.observed"]
+
+
+async def test_full_passes_are_spread_by_a_quarter_of_the_interval() -> None:
+    """The next full pass comes interval_s +/- 25% after one (here the low end, 45 of 60 s), so
+    companies started together do not list their job logs in the same seconds forever."""
+    fake = ScriptedIps(snap())
+    fake.server_time = ips(100)
+    r = reconciling(fake)
+    reconciler = r.poller._reconciler
+    assert reconciler is not None
+    reconciler._uniform = lambda a, b: a  # the low end of the spread
+    await r.poller.cycle()
+    assert len(fake.listings) == 1
+    r.clock.advance(44.0)
+    await r.poller.cycle()
+    assert len(fake.listings) == 1  # not due before 45 s
+    r.clock.advance(2.0)
+    await r.poller.cycle()
+    assert len(fake.listings) == 2
