@@ -43,14 +43,13 @@ from streamer.encode import (
     encode_tombstone,
 )
 from streamer.filters import JobFilter, publishable, screen
-from streamer.ips import AuthenticationFault, IpsError, IpsTransportError, JobLogListing
+from streamer.ips import AuthenticationFault, IpsError, IpsTransportError, JobSource
 from streamer.kafka import CommitUncertain, FencedError, PublishError, RecordRejected
 from streamer.log_details import LogDetails, LogDetailsPolicy
 from streamer.metrics import Metrics
 from streamer.model import (
     Heartbeat,
     JobLog,
-    JobLogDetailPage,
     Snapshot,
     TrackedJob,
     event_type,
@@ -94,31 +93,6 @@ class PollSettings:
     def backoff(self) -> Backoff:
         """The retry policy after failed polls."""
         return Backoff(initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
-
-
-class JobSource(Protocol):
-    """What a poller asks of IPS (the IPS client, or a fake in tests)."""
-
-    async def get_active_jobs(self, company_handle: str) -> Snapshot:
-        """One complete snapshot of the company's active jobs."""
-
-    async def get_job_log(self, company_handle: str, job_handle: str) -> JobLog | None:
-        """The job log of a finished job, or None when there is none (yet)."""
-
-    async def list_job_logs(
-        self,
-        company_handle: str,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        num_rows: int | None = None,
-    ) -> JobLogListing:
-        """The job logs that ended in ``[start, end]``, at most ``num_rows``, with IPS's clock."""
-
-    async def get_job_log_details(
-        self, company_handle: str, job_handle: str, *, log_types: Sequence[str], rows: int
-    ) -> JobLogDetailPage | None:
-        """One page of a job's detail rows of the given types; None without a log of the job."""
 
 
 class BatchSink(Protocol):

@@ -12,37 +12,17 @@ import functools
 import inspect
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from streamer.ips import JobLogListing
+from streamer.ips import JobLogListing, JobSource
 from streamer.model import JobLog, JobSnapshot, Snapshot
 from streamer.privacy import EmailPolicy, redact, redact_job, redact_log
-
-
-class IpsReplies(Protocol):
-    """The calls of an IPS client a company loop makes (``streamer.poller.JobSource``)."""
-
-    async def get_active_jobs(self, company_handle: str) -> Snapshot:
-        """One complete snapshot of the company's active jobs."""
-
-    async def get_job_log(self, company_handle: str, job_handle: str) -> JobLog | None:
-        """The job log of a finished job, or None."""
-
-    async def list_job_logs(
-        self,
-        company_handle: str,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        num_rows: int | None = None,
-    ) -> JobLogListing:
-        """The job logs that ended in ``[start, end]``."""
 
 
 class RedactingSource:
     """``inner`` (an IPS client of one company) with ``policy`` applied to every reply."""
 
-    def __init__(self, inner: IpsReplies, policy: EmailPolicy) -> None:
+    def __init__(self, inner: JobSource, policy: EmailPolicy) -> None:
         self._inner = inner
         self._policy = policy
         # The last reply's jobs, as (decoded, redacted): an unchanged job keeps its redacted

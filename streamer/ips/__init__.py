@@ -2,7 +2,8 @@
 
 Modules: ``client`` (WSDL, requests, HTTP), ``envelope`` (SOAP envelope and faults of a reply),
 ``schema`` (the job types' element sequences), ``decode`` (reply rows to model values),
-``reply_cache`` (unchanged job elements not decoded again), ``errors``.
+``reply_cache`` (unchanged job elements not decoded again), ``source`` (what a company loop
+asks of IPS), ``errors``.
 """
 
 from streamer.ips.client import DEFAULT_WSDL, IpsClient, IpsSettings, JobLogListing, ips_datetime
@@ -18,6 +19,7 @@ from streamer.ips.errors import (
     IpsTransportError,
 )
 from streamer.ips.reply_cache import ActiveJobsCache
+from streamer.ips.source import JobSource
 
 __all__ = [
     "DEFAULT_WSDL",
@@ -32,6 +34,7 @@ __all__ = [
     "IpsSettings",
     "IpsTransportError",
     "JobLogListing",
+    "JobSource",
     "decode_active_jobs",
     "decode_job_logs",
     "find_fault",
