@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -280,12 +280,13 @@ def _status_from(raw: dict[str, Any], dts: dict[str, datetime]) -> JobStatus:
 
 def _tree_from(raw: Any) -> XmlTree:
     """A sub-job tree from its v2 object, or from the v1 ``[name, value]`` pairs."""
-    return _object_tree_from(raw) if isinstance(raw, dict) else _pairs_tree_from(raw)
+    return _walk_tree(raw, _members if isinstance(raw, dict) else _pairs)
 
 
-def _members(node: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    """An object's members as (name, value) pairs, an array member as one pair per item."""
-    for name, value in node.items():
+def _members(node: Any) -> Iterator[tuple[str, Any]]:
+    """Contract v2: an object's members as (name, value) pairs, an array member as one pair per
+    item."""
+    for name, value in _as(node, dict).items():
         if isinstance(value, list):
             if len(value) < 2:
                 raise ValueError(f"sub-job field {name!r}: an array holds 2 or more values")
@@ -297,40 +298,27 @@ def _members(node: dict[str, Any]) -> Iterator[tuple[str, Any]]:
             yield name, value
 
 
-def _object_tree_from(raw: dict[str, Any]) -> XmlTree:
-    # As _pairs_tree_from: an explicit stack, so that any depth that was written reads back.
+def _pairs(node: Any) -> Iterator[tuple[str, Any]]:
+    """Contract v1: a node's ``[name, value]`` pairs."""
+    for name, value in node:
+        yield _as(name, str), value
+
+
+def _walk_tree(raw: Any, children: Callable[[Any], Iterator[tuple[str, Any]]]) -> XmlTree:
+    # An explicit stack instead of recursion, like the writer's: any depth that was written can
+    # be read back. Each open node: its (name, value) children still to read, the pairs already
+    # rebuilt, and its own name in its parent; a value that is not a string is a nested node.
     top: list[tuple[str, str | XmlTree]] = []
     stack: list[tuple[Iterator[tuple[str, Any]], list[tuple[str, str | XmlTree]], str]] = [
-        (_members(raw), top, "")
+        (children(raw), top, "")
     ]
     while stack:
         members, built, _ = stack[-1]
         for name, value in members:
             if isinstance(value, str):
                 built.append((name, value))
-            else:  # a nested element: read it first, this node's iterator waits where it is
-                stack.append((_members(_as(value, dict)), [], name))
-                break
-        else:
-            _, _, own_name = stack.pop()
-            if stack:
-                stack[-1][1].append((own_name, tuple(built)))
-    return tuple(top)
-
-
-def _pairs_tree_from(raw: Any) -> XmlTree:
-    # Contract v1. An explicit stack instead of recursion, like the writer's: any depth that
-    # was written can be read back. Each open node: its [name, value] pairs still to read, the pairs
-    # already rebuilt, and its own name in its parent.
-    top: list[tuple[str, str | XmlTree]] = []
-    stack: list[tuple[Iterator[Any], list[tuple[str, str | XmlTree]], str]] = [(iter(raw), top, "")]
-    while stack:
-        pairs, built, _ = stack[-1]
-        for name, value in pairs:
-            if isinstance(value, str):
-                built.append((_as(name, str), value))
             else:  # a nested node: read it first, this node's iterator waits where it is
-                stack.append((iter(value), [], _as(name, str)))
+                stack.append((children(value), [], name))
                 break
         else:
             _, _, own_name = stack.pop()
