@@ -13,14 +13,13 @@ missing, duplicated, extra; and the number of kills. Exits non-zero unless all o
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamer import localkafka
+from bench.end_to_end import broker
 from tests.chaos import report_lines, run_chaos
 
 
@@ -39,11 +38,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="chaos-"))
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    state = tmp / "kafka"
-    if not bootstrap:
-        bootstrap = localkafka.start(state).bootstrap
-    try:
+    with broker(tmp) as bootstrap:
         result = run_chaos(
             bootstrap,
             tmp,
@@ -54,8 +49,6 @@ def main() -> int:
             short_job_share=args.short_job_share,
             log=lambda line: print(line, flush=True),
         )
-    finally:
-        localkafka.stop(state)
     r = result.report
     print(f"kills:                          {result.kills}")
     print("\n".join(report_lines(r)))

@@ -12,14 +12,13 @@ ground truth. Exits non-zero unless missing, duplicated and extra are all zero.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamer import localkafka
+from bench.end_to_end import broker
 from tests.chaos import report_lines
 from tests.group_chaos import run_group_chaos
 
@@ -33,11 +32,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=36, help="jobs in the workload")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="group-chaos-"))
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    state = tmp / "kafka"
-    if not bootstrap:
-        bootstrap = localkafka.start(state).bootstrap
-    try:
+    with broker(tmp) as bootstrap:
         result = run_group_chaos(
             bootstrap,
             tmp,
@@ -47,8 +42,6 @@ def main() -> int:
             max_jobs=args.jobs,
             log=lambda line: print(line, flush=True),
         )
-    finally:
-        localkafka.stop(state)
     r = result.report
     print(f"instances:                      {result.instances}")
     print(f"kills:                          {result.kills}")
