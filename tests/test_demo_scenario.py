@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
 from streamer.encode import TopicNames
-from streamer.tail_screen import render_screen
 from streamer.tail_state import TailState, decode_event
 from tests.harness import all_records, free_port, simulator, stop_process
+from tests.test_tail import screen
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "config" / "demo.toml"
@@ -235,9 +234,7 @@ def test_tail_capture_at_80x24_during_the_demo(demo_run: DemoRun) -> None:
     state = TailState()
     for event in events[: last_done + 1]:
         state.apply(event)
-    console = Console(width=80, height=24, record=True, force_terminal=True)
-    console.print(render_screen(state, 80, 24))
-    lines = console.export_text().splitlines()
+    lines = screen(state, 80, 24)
     print("\n".join(lines))  # the capture, for the README (pytest -s)
     assert len(lines) <= 24
     assert all(len(line) <= 80 for line in lines), lines
