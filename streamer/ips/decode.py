@@ -1,186 +1,68 @@
 """Fast, strict mapping of IPS replies (raw bytes) to :mod:`streamer.model` values.
 
 This is the hot path of every poll: a busy company can have ten thousand active jobs, and zeep's
-generic object mapping is far too slow for that. :mod:`streamer.ips.envelope` parses the reply
-and hands over the checked array element; this module walks its rows once, each element's
-children matched against the schema sequence once per distinct shape
-(:mod:`streamer.ips.schema`), so each element is looked at once and no XPath is evaluated.
+generic object mapping is far too slow for that. A ``getActiveJobs`` reply takes one of two
+paths, with one result:
+
+* the *text* path (:mod:`streamer.ips.text_decode`) reads the job elements out of the reply
+  text with the schema spelled out as regular expressions, and answers only when it can prove
+  its answer is the tree walk's (a full decode of 10,000 jobs in about 4x a bare lxml parse);
+* the *tree* walk, here: :mod:`streamer.ips.envelope` parses the reply and hands over the
+  checked array element; its rows are walked once, each element's children matched against the
+  schema sequence once per distinct shape (:mod:`streamer.ips.schema`). It decides whenever the
+  text path does not, and it raises every error.
 
 It is as strict as zeep's strict mode about everything it maps: a missing required element, an
 element out of order or unexpected, a body in another namespace, a bad value, a truncated or
 unparseable document all raise :class:`~streamer.ips.errors.IpsReplyError`. A partial answer must
 never look like a shorter job list (every missing job would look completed). Where it is looser
-or decides on its own:
-
-* sub-job definitions are kept as an opaque generic tree and not validated against their (large)
-  schemas; nothing downstream computes on them. A tree nested deeper than
-  :data:`MAX_SUB_JOB_DEPTH` levels under its job is refused as a malformed reply (kind
-  ``"malformed"``): such a reply is hostile or broken, and walking it would exhaust the stack;
-* a task's or task item's ``progress`` that is not finite (xsd:double allows ``NaN``, ``INF``,
-  ``-INF``) is read as ``0.0``, as if no progress was reported: NaN is unequal to itself, so
-  every poll would otherwise see the job move and publish a progress event.
+or decides on its own, see :mod:`streamer.ips.values` (sub-job trees, non-finite progress).
 """
 
 from __future__ import annotations
 
-import gc
-import math
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
 from streamer.ips import envelope
-from streamer.ips.constructors import fast_constructor
 from streamer.ips.errors import IpsReplyError
 from streamer.ips.schema import ABSENT, Names, names
+from streamer.ips.text_decode import decode_scanned
+from streamer.ips.values import MAX_SUB_JOB_DEPTH
+from streamer.ips.values import boolean as _bool
+from streamer.ips.values import dt as _dt
+from streamer.ips.values import gc_paused as _gc_paused
+from streamer.ips.values import intern as _intern
+from streamer.ips.values import new_job_snapshot as _new_job_snapshot
+from streamer.ips.values import new_job_status as _new_job_status
+from streamer.ips.values import new_task_item_progress as _new_task_item_progress
+from streamer.ips.values import new_task_progress as _new_task_progress
+from streamer.ips.values import opt as _opt
+from streamer.ips.values import opt_dt as _opt_dt
+from streamer.ips.values import progress as _progress
+from streamer.ips.values import sub_job as _sub_job
 from streamer.model import (
     JobLog,
     JobLogDetail,
     JobLogDetailPage,
     JobSnapshot,
-    JobStatus,
     SubJob,
     TaskItemProgress,
     TaskProgress,
-    XmlTree,
 )
+
+__all__ = [
+    "MAX_SUB_JOB_DEPTH",
+    "decode_active_jobs",
+    "decode_job_logs",
+    "decode_job_rows",
+    "decode_log_details",
+    "job_array",
+]
 
 if TYPE_CHECKING:
     from streamer.ips.reply_cache import ActiveJobsCache
-
-#: Deepest nesting of a sub-job tree, counted in elements below the ``ActiveJob`` (the sub-job
-#: element is level 1). The real schemas nest a handful of levels; lxml accepts 2,048 (huge_tree).
-MAX_SUB_JOB_DEPTH = 256
-
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
-_fromisoformat = datetime.fromisoformat
-_isfinite = math.isfinite
-#: Texts that repeat across jobs (states, types, users, servers, messages) are interned: a
-#: tracked job then holds shared strings, not copies (memory at 100,000 tracked jobs).
-_intern = sys.intern
-#: xsd:dateTime text -> value. Timestamps repeat within a job (startDate = triggerTime, a task's
-#: update = the job's) and across polls; one shared object is cheaper to build and to keep.
-_DT_MEMO: dict[str, datetime] = {}
-_DT_MEMO_SIZE = 1 << 16
-#: Sub-job definitions repeat across jobs (same options, same e-mail setting): share the trees.
-_TREE_MEMO: dict[XmlTree, XmlTree] = {}
-_TREE_MEMO_SIZE = 1 << 14
-
-_new_job_snapshot = fast_constructor(JobSnapshot)
-_new_job_status = fast_constructor(JobStatus)
-_new_task_progress = fast_constructor(TaskProgress)
-_new_task_item_progress = fast_constructor(TaskItemProgress)
-_new_sub_job = fast_constructor(SubJob)
-
-
-# ------------------------------------------------------------------------------------------
-# Values. A required element without text reaches int(None)/float(None)/_dt(None), whose
-# TypeError the row loops report with the row index.
-# ------------------------------------------------------------------------------------------
-
-
-def _dt(text: Any) -> datetime:
-    """xsd:dateTime to an aware datetime (no offset means UTC); memoised by text."""
-    value = _DT_MEMO.get(text)
-    if value is None:
-        try:
-            value = _fromisoformat(text)  # None -> TypeError, reported by the caller
-        except ValueError:
-            value = _fromisoformat(text.strip())  # xsd:dateTime allows surrounding whitespace
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        if len(_DT_MEMO) >= _DT_MEMO_SIZE:
-            _DT_MEMO.clear()
-        _DT_MEMO[text] = value
-    return value
-
-
-def _opt_dt(text: Any) -> datetime | None:
-    """An optional xsd:dateTime: None when the element is ABSENT (an empty one is invalid)."""
-    return None if text is ABSENT else _dt(text)
-
-
-def _bool(text: str | None) -> bool:
-    try:
-        return _BOOLEANS[(text or "").strip()]
-    except KeyError:
-        raise ValueError(f"invalid xsd:boolean {text!r}") from None
-
-
-def _progress(text: Any) -> float:
-    """An xsd:double progress; NaN and infinities read as 0.0 (see the module docstring)."""
-    value = float(text)
-    return value if _isfinite(value) else 0.0
-
-
-def _opt(text: Any) -> str | None:
-    """An optional string: None when the element is ABSENT or empty, else the interned text."""
-    return None if text is None or text is ABSENT else _intern(text)
-
-
-def _tree(element: etree._Element, local: dict[str, str], prefix: str, depth: int) -> XmlTree:
-    """A sub-job element's children as a generic tree; all must be in ``prefix``'s namespace.
-
-    ``depth`` is the element's level under its job (the sub-job element is 1): no element may
-    be deeper than :data:`MAX_SUB_JOB_DEPTH`, so the recursion stays far from Python's limit,
-    also in a worker thread with a deep caller stack. Elements with neither children nor text
-    (or only whitespace) are left out: zeep maps them, simple or complex, to ``None`` exactly
-    like absent ones, and both decode paths must agree.
-    """
-    if depth >= MAX_SUB_JOB_DEPTH and len(element):
-        raise IpsReplyError(
-            f"{envelope.tag(element)}: sub-job nested deeper than {MAX_SUB_JOB_DEPTH} levels",
-            kind="malformed",
-        )
-    out: list[tuple[str, str | XmlTree]] = []
-    append = out.append
-    for child in element:
-        tag: str = child.tag  # type: ignore[assignment]  # always str after parsing
-        name = local.get(tag)
-        if name is None:  # first sighting of this tag: check its namespace once
-            if not tag.startswith(prefix):
-                raise IpsReplyError(
-                    f"{envelope.tag(element)}: unexpected element {tag}", kind="schema"
-                )
-            if len(local) >= 4096:
-                local.clear()
-            name = local[tag] = tag[len(prefix) :]
-        # Leaves first (most elements): no schema type here has mixed content.
-        text = child.text
-        if text is not None and not text.isspace():
-            append((name, _intern(text)))
-        elif len(child):
-            append((name, _tree(child, local, prefix, depth + 1)))
-    return tuple(out)
-
-
-def _sub_job(element: etree._Element, nm: Names, name: str) -> SubJob:
-    """The sub-job of an ActiveJob, its tree shared with equal ones decoded before."""
-    tree = _tree(element, nm.local, nm.prefix, 1)
-    shared = _TREE_MEMO.get(tree)
-    if shared is None:
-        if len(_TREE_MEMO) >= _TREE_MEMO_SIZE:
-            _TREE_MEMO.clear()
-        shared = _TREE_MEMO[tree] = tree
-    return _new_sub_job(element=name, fields=shared)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while mapping: the values are acyclic and a 10,000-job reply creates
-    ~10^6 objects, each allocation burst otherwise triggering generation scans."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
 
 # ------------------------------------------------------------------------------------------
 # getActiveJobs. The three mappers are the hot loop (once per job/task/item): children listed
@@ -199,6 +81,9 @@ def decode_active_jobs(
     """
     if cache is not None:
         return cache.decode(body, namespace)
+    scanned = decode_scanned(body, namespace)
+    if scanned is not None:
+        return scanned
     return decode_job_rows(job_array(body, namespace), namespace)
 
 

@@ -50,9 +50,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from lxml import etree
-
-from streamer.ips import decode
+from streamer.ips import array_cut, decode
+from streamer.ips.array_cut import Split, head_tail_array, real_array, unique_tags
 from streamer.ips.errors import IpsError
 from streamer.model import JobSnapshot
 
@@ -60,10 +59,8 @@ __all__ = ["ActiveJobsCache"]
 
 _WS = b" \t\r\n"
 _sha256 = hashlib.sha256
-_JOB_ARRAY = re.compile(rb"<((?:[A-Za-z_][\w.\-]*:)?)jobArray(?=[\s/>])[^>]*>")
 _FIRST_TAG = re.compile(rb"[ \t\r\n]*<([^\s/>!?]+)>")
 _NEXT_TAG = re.compile(rb"[ \t\r\n]*<[^\s/>!?][^>]*>")
-_SAFE_ENCODINGS = frozenset({"UTF-8", "UTF8", "US-ASCII", "ASCII"})
 #: Above this share of new elements, one full parse is cheaper than parsing them one by one.
 _MAX_MISS_SHARE = 0.4
 #: Polls a churning company's cache stands aside at most (see ActiveJobsCache).
@@ -93,16 +90,6 @@ class _State:
     #: The job element's end tag.
     end_tag: bytes
     entries: dict[bytes, JobSnapshot]
-
-
-@dataclass(frozen=True, slots=True)
-class _Split:
-    """A reply cut around its ``jobArray`` content; ``prefix`` is its tag's (``"ns1:"``)."""
-
-    head: bytes
-    region: bytes
-    tail: bytes
-    prefix: str
 
 
 class ActiveJobsCache:
@@ -156,7 +143,7 @@ class ActiveJobsCache:
         if self._skip > 0:
             return self._aside(body, namespace)
         state = self._state  # read once: another thread may swap it meanwhile
-        split = _split(body)
+        split = array_cut.split(body)
         if (
             state is not None
             and split is not None
@@ -174,12 +161,12 @@ class ActiveJobsCache:
 
     # -- paths -------------------------------------------------------------------------------
 
-    def _full(self, body: bytes, namespace: str, split: _Split | None) -> tuple[JobSnapshot, ...]:
+    def _full(self, body: bytes, namespace: str, split: Split | None) -> tuple[JobSnapshot, ...]:
         """Decode everything (raising any error) and rebuild the cache from the reply."""
         array = decode.job_array(body, namespace)
         jobs = decode.decode_job_rows(array, namespace)
         self.last_hits, self.last_misses, self.last_path = 0, len(jobs), "uncacheable"
-        if split is not None and _real_array(array, split) and _unique_tags(body, split):
+        if split is not None and real_array(array, split) and unique_tags(body, split):
             state = _scan(split, namespace, jobs)
             if state is not None:
                 self._state = state
@@ -214,7 +201,7 @@ class ActiveJobsCache:
         self._skip = self._backoff + 1  # this poll too
 
     def _incremental(
-        self, state: _State, split: _Split, namespace: str
+        self, state: _State, split: Split, namespace: str
     ) -> tuple[JobSnapshot, ...] | None:
         """Decode only new elements; None when the reply cannot be cut or a piece fails."""
         parts = split.region.split(state.marker)
@@ -252,44 +239,13 @@ class ActiveJobsCache:
 # ------------------------------------------------------------------------------------------
 
 
-def _split(body: bytes) -> _Split | None:
-    """Cut a reply at its first ``jobArray`` start tag and the last end tag of that name."""
-    m = _JOB_ARRAY.search(body)
-    if m is None:
-        return None
-    prefix = m.group(1)
-    close = body.rfind(b"</" + prefix + b"jobArray")
-    if close < m.end():
-        return None
-    return _Split(body[: m.end()], body[m.end() : close], body[close:], prefix.decode())
-
-
-def _unique_tags(body: bytes, split: _Split) -> bool:
-    """Whether the cut tags are the only literal ``jobArray`` start and end tags of the reply."""
-    prefix = split.prefix.encode()
-    return body.count(b"<" + prefix + b"jobArray") == 1 and (
-        body.count(b"</" + prefix + b"jobArray") == 1
-    )
-
-
-def _real_array(array: etree._Element, split: _Split) -> bool:
-    """Whether the decoder's ``jobArray`` is the one cut at, in a byte-safe encoding."""
-    prefix = f"{array.prefix}:" if array.prefix else ""
-    encoding = (array.getroottree().docinfo.encoding or "").upper()
-    return prefix == split.prefix and encoding in _SAFE_ENCODINGS
-
-
-def _head_tail_ok(split: _Split, namespace: str) -> bool:
+def _head_tail_ok(cut: Split, namespace: str) -> bool:
     """Whether ``head + tail`` is a valid reply with an empty ``jobArray`` (the real one)."""
-    try:
-        array = decode.job_array(split.head + split.tail, namespace)
-    except IpsError:
-        return False
-    return len(array) == 0 and _real_array(array, split)
+    return head_tail_array(cut, namespace) is not None
 
 
 def _verify_new(
-    split: _Split, state: _State, tails: list[bytes], namespace: str
+    split: Split, state: _State, tails: list[bytes], namespace: str
 ) -> list[JobSnapshot] | None:
     """Parse and decode new pieces (``marker + tail``), proving each is one whole element.
 
@@ -339,7 +295,7 @@ def _line_chunks(head: bytes, batch: list[tuple[int, bytes]]) -> list[list[tuple
     return chunks
 
 
-def _verify_lines(split: _Split, pieces: list[bytes], namespace: str) -> list[JobSnapshot] | None:
+def _verify_lines(split: Split, pieces: list[bytes], namespace: str) -> list[JobSnapshot] | None:
     """The jobs of ``head + "\\n" + p1 + "\\n" + p2 ... + tail``, if each piece is one element.
 
     Every ``<`` in the pieces starts a tag (no comment, CDATA, PI), each piece starts a line, and
@@ -375,7 +331,7 @@ def _verify_one(document: bytes, namespace: str) -> JobSnapshot | None:
     return job
 
 
-def _scan(split: _Split, namespace: str, jobs: tuple[JobSnapshot, ...]) -> _State | None:
+def _scan(split: Split, namespace: str, jobs: tuple[JobSnapshot, ...]) -> _State | None:
     """Entries for a fully decoded (so well-formed) reply, its job elements cut by exact scan."""
     region = split.region
     first = _FIRST_TAG.match(region)

@@ -1,0 +1,170 @@
+"""``getActiveJobs`` replies decoded from their text, not from a tree: the fast full decode.
+
+:func:`decode_scanned` answers only when it can prove that its answer is the tree walk's
+(:func:`streamer.ips.decode.decode_job_rows`); otherwise it returns ``None`` and the caller
+walks the tree, which gives the exact result or the exact error. The proof:
+
+1. the reply is ``head + region + tail``, cut at its only literal ``jobArray`` start and end
+   tags (:mod:`streamer.ips.array_cut`; the region's reader rules out literals inside it);
+2. ``head + tail`` parses as a valid reply whose ``jobArray`` is empty and is the one cut at,
+   in UTF-8 or ASCII: envelope, fault, body and return element are checked there;
+3. the region is well-formed content made of job elements that the schema's patterns spell
+   out (:mod:`streamer.ips.row_scan`), every sub-job's content being either the very text of
+   a sub-job decoded from a tree before, under the same namespace bindings and prefix, or one
+   read from the tree now (which parses the whole reply: any malformed part fails there).
+
+So the reply is that valid reply with those jobs in its array, and each value is converted by
+the same functions as the tree walk's (:mod:`streamer.ips.values`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lxml import etree
+
+from streamer.ips import array_cut, envelope, values
+from streamer.ips.errors import IpsReplyError
+from streamer.ips.row_scan import ScannedArray, scan_region, xml_text
+from streamer.ips.schema import Names, names
+from streamer.model import JobSnapshot, SubJob, TaskItemProgress, TaskProgress
+
+__all__ = ["decode_scanned"]
+
+#: Sub-jobs read from a tree, by (array prefix and namespace bindings, element name, content
+#: text): a job's definition does not change while it runs, so a full decode of jobs seen
+#: before reads no tree for them. Bounded like the tree memo.
+_SUB_JOB_MEMO: dict[tuple[Any, ...], SubJob] = {}
+
+
+def decode_scanned(body: bytes, namespace: str) -> tuple[JobSnapshot, ...] | None:
+    """A ``getActiveJobs`` reply in body ``namespace`` decoded from its text, or ``None`` when
+    the proof in the module docstring does not go through (then walk the tree)."""
+    cut = array_cut.split(body)
+    if cut is None or not array_cut.unique_outside_region(cut):
+        return None
+    array = array_cut.head_tail_array(cut, namespace)
+    if array is None:
+        return None
+    scan = scan_region(cut.region, namespace, cut.prefix)
+    if scan is None or not scan.jobs:
+        return None  # no jobs: the tree walk of a tiny reply is as cheap
+    try:
+        with values.gc_paused():
+            return _jobs(scan, _context(array, cut.prefix), body, names(namespace))
+    except (ValueError, TypeError, KeyError, IndexError, IpsReplyError):
+        return None  # the tree walk raises the exact error
+
+
+def _context(array: etree._Element, prefix: str) -> tuple[Any, ...]:
+    """What a sub-job's text means beyond itself: the namespace bindings in scope at the array
+    (job elements declare none: they have no attributes), and the array's prefix (under which
+    the text was checked to hold no ``jobArray`` tag)."""
+    return (prefix, *sorted(array.nsmap.items(), key=lambda kv: kv[0] or ""))
+
+
+def _jobs(
+    scan: ScannedArray, context: tuple[Any, ...], body: bytes, nm: Names
+) -> tuple[JobSnapshot, ...]:
+    """Model values from scanned texts, converted as the tree walk converts the tree's (an
+    empty leaf reads ``""`` here, ``None`` there: both map alike). The constructors take
+    their fields by position, in field order: this loop runs once per job and task."""
+    read_tasks, read_items, raw_jobs = scan.tasks, scan.items, scan.raw_jobs
+    intern, dt_memo, dt, progress_of = values.intern, values.DT_MEMO.get, values.dt, values.progress
+    new_job, new_status = values.new_job_snapshot, values.new_job_status
+    new_task = values.new_task_progress
+    rows: list[etree._Element] | None = None
+    out: list[JobSnapshot] = []
+    append = out.append
+    for index, groups in enumerate(scan.jobs):
+        raw = index in raw_jobs
+        (
+            companyHandle, jobHandle, name, originalName, type_, state, submitUserEmail, locale,
+            description, serverName, startDate, triggerTime, totalSize, progress, progressMessage,
+            lastProgressUpdate,
+        ) = _fixed(groups[:16]) if raw else groups[:16]  # fmt: skip
+        task_text, sub_name, sub_text, empty_sub = groups[16:]
+        tasks: tuple[TaskProgress, ...] = ()
+        if task_text:  # matched again as it is: never fixed
+            built = []
+            for task in read_tasks(task_text):
+                (
+                    taskType, taskState, numProcessed, numProcessing, numPending, taskProgress,
+                    taskMessage, taskUpdate,
+                ) = _fixed(task[:8]) if raw else task[:8]  # fmt: skip
+                item_text = task[8]
+                built.append(
+                    new_task(
+                        intern(taskType or ""),
+                        intern(taskState or ""),
+                        int(numProcessed),  # type: ignore[arg-type]  # None -> TypeError
+                        int(numProcessing),  # type: ignore[arg-type]
+                        int(numPending),  # type: ignore[arg-type]
+                        progress_of(taskProgress),
+                        intern(taskMessage or ""),
+                        dt_memo(taskUpdate) or dt(taskUpdate),  # type: ignore[arg-type]
+                        _items(read_items(item_text), raw) if item_text else (),
+                    )
+                )
+            tasks = tuple(built)
+        sub_job: SubJob | None = None
+        if empty_sub is not None:
+            sub_name, sub_text = empty_sub, ""
+        if sub_name is not None:
+            key = (context, sub_name, sub_text)
+            sub_job = _SUB_JOB_MEMO.get(key)
+            if sub_job is None:  # a definition not seen before: read it from the tree
+                if context[0] + "jobArray" in sub_text:  # type: ignore[operator]
+                    raise ValueError("a jobArray tag in a sub-job")  # see array_cut.split
+                if rows is None:
+                    array = envelope.return_array(body, (nm.active_jobs_return,), nm.job_array)
+                    rows = envelope.items(array, nm.items)
+                sub_job = values.sub_job(rows[index][-1], nm, sub_name)
+                if len(_SUB_JOB_MEMO) >= values.TREE_MEMO_SIZE:
+                    _SUB_JOB_MEMO.clear()
+                _SUB_JOB_MEMO[key] = sub_job
+        append(
+            new_job(
+                intern(companyHandle or ""),
+                jobHandle or "",
+                name or "",
+                originalName or "",
+                intern(type_ or ""),
+                intern(submitUserEmail or ""),
+                intern(locale) if locale else None,
+                description or None,
+                intern(serverName or ""),
+                dt_memo(startDate) or dt(startDate),  # type: ignore[arg-type]
+                None if triggerTime is None else dt_memo(triggerTime) or dt(triggerTime),
+                new_status(
+                    intern(state or ""),
+                    int(progress),  # type: ignore[arg-type]
+                    intern(progressMessage or ""),
+                    dt_memo(lastProgressUpdate) or dt(lastProgressUpdate),  # type: ignore[arg-type]
+                    int(totalSize),  # type: ignore[arg-type]
+                    tasks,
+                ),
+                sub_job,
+            )
+        )
+    return tuple(out)
+
+
+def _fixed(texts: tuple[str | None, ...]) -> tuple[str | None, ...]:
+    """Leaf texts as an XML parser reads them (see :func:`~streamer.ips.row_scan.xml_text`)."""
+    return tuple([None if t is None else xml_text(t) for t in texts])
+
+
+def _items(rows: list[tuple[str | None, ...]], raw: bool) -> tuple[TaskItemProgress, ...]:
+    out = []
+    for groups in rows:
+        itemName, progress, progressMessage, lastProgressUpdate = _fixed(groups) if raw else groups
+        out.append(
+            values.new_task_item_progress(
+                values.intern(itemName or ""),
+                values.progress(progress),
+                values.intern(progressMessage or ""),
+                values.dt(lastProgressUpdate),
+            )
+        )
+    return tuple(out)
