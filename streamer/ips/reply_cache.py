@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from streamer.ips import array_cut, decode
 from streamer.ips.array_cut import Split, head_tail_array, real_array, unique_tags
 from streamer.ips.errors import IpsError
+from streamer.ips.text_decode import decode_scanned
 from streamer.model import JobSnapshot
 
 __all__ = ["ActiveJobsCache"]
@@ -163,10 +164,18 @@ class ActiveJobsCache:
 
     def _full(self, body: bytes, namespace: str, split: Split | None) -> tuple[JobSnapshot, ...]:
         """Decode everything (raising any error) and rebuild the cache from the reply."""
-        array = decode.job_array(body, namespace)
-        jobs = decode.decode_job_rows(array, namespace)
+        scanned = decode_scanned(body, namespace)
+        if scanned is not None:
+            # The text path proved the reply is head + region + tail around its one real
+            # jobArray (the same cut as split), in a byte-safe encoding: what the checks of
+            # the tree's answer below establish.
+            jobs, real = scanned, True
+        else:
+            array = decode.job_array(body, namespace)
+            jobs = decode.decode_job_rows(array, namespace)
+            real = split is not None and real_array(array, split) and unique_tags(body, split)
         self.last_hits, self.last_misses, self.last_path = 0, len(jobs), "uncacheable"
-        if split is not None and real_array(array, split) and unique_tags(body, split):
+        if split is not None and real:
             state = _scan(split, namespace, jobs)
             if state is not None:
                 self._state = state
@@ -182,7 +191,7 @@ class ActiveJobsCache:
             self.last_hits, self.last_misses, self.last_path = len(jobs), 0, "same"
             return jobs
         self._state = None
-        jobs = decode.decode_job_rows(decode.job_array(body, namespace), namespace)
+        jobs = decode.decode_active_jobs(body, namespace)
         self._last_small = (namespace, key, jobs)
         self.last_hits, self.last_misses, self.last_path = 0, len(jobs), "small"
         return jobs
@@ -191,7 +200,7 @@ class ActiveJobsCache:
         """A plain full decode, the cache standing aside (one poll fewer to skip)."""
         self._skip -= 1
         self._state = None
-        jobs = decode.decode_job_rows(decode.job_array(body, namespace), namespace)
+        jobs = decode.decode_active_jobs(body, namespace)
         self.last_hits, self.last_misses, self.last_path = 0, len(jobs), "skipped"
         return jobs
 
