@@ -29,12 +29,14 @@ from streamer.ips.row_scan import ScannedArray, scan_region, xml_text
 from streamer.ips.schema import Names, names
 from streamer.model import JobSnapshot, SubJob, TaskItemProgress, TaskProgress
 
-__all__ = ["decode_scanned"]
+__all__ = ["decode_scanned", "forget_values"]
 
-#: Sub-jobs read from a tree, by (array prefix and namespace bindings, element name, content
-#: text): a job's definition does not change while it runs, so a full decode of jobs seen
-#: before reads no tree for them. Bounded like the tree memo.
-_SUB_JOB_MEMO: dict[tuple[Any, ...], SubJob] = {}
+#: Sub-jobs read from a tree, by context (array prefix and namespace bindings), then by
+#: (element name, content text): a job's definition does not change while it runs, so a full
+#: decode of jobs seen before reads no tree for them. Bounded like the tree memo, per context.
+_SUB_JOB_MEMO: dict[tuple[Any, ...], dict[tuple[Any, ...], SubJob]] = {}
+#: Distinct contexts kept: replies of one API version share one; the bound is for hostile input.
+_MAX_CONTEXTS = 16
 
 
 def decode_scanned(body: bytes, namespace: str) -> tuple[JobSnapshot, ...] | None:
@@ -56,6 +58,13 @@ def decode_scanned(body: bytes, namespace: str) -> tuple[JobSnapshot, ...] | Non
         return None  # the tree walk raises the exact error
 
 
+def forget_values() -> None:
+    """Empty every value memo of the decoders (sub-jobs, their trees, timestamps): the next
+    decode meets each text for the first time, as after a start (benchmarks measure both)."""
+    _SUB_JOB_MEMO.clear()
+    values.forget()
+
+
 def _context(array: etree._Element, prefix: str) -> tuple[Any, ...]:
     """What a sub-job's text means beyond itself: the namespace bindings in scope at the array
     (job elements declare none: they have no attributes), and the array's prefix (under which
@@ -73,26 +82,35 @@ def _jobs(
     intern, dt_memo, dt, progress_of = values.intern, values.DT_MEMO.get, values.dt, values.progress
     new_job, new_status = values.new_job_snapshot, values.new_job_status
     new_task = values.new_task_progress
+    prefix = context[0]
+    memo = _SUB_JOB_MEMO.get(context)
+    if memo is None:
+        if len(_SUB_JOB_MEMO) >= _MAX_CONTEXTS:
+            _SUB_JOB_MEMO.clear()
+        memo = _SUB_JOB_MEMO[context] = {}
+    memo_get = memo.get
     rows: list[etree._Element] | None = None
     out: list[JobSnapshot] = []
     append = out.append
     for index, groups in enumerate(scan.jobs):
         raw = index in raw_jobs
+        if raw:  # leaves only: the nested contents are matched again as they are
+            groups = (*_fixed(groups[:16]), *groups[16:])
         (
             companyHandle, jobHandle, name, originalName, type_, state, submitUserEmail, locale,
             description, serverName, startDate, triggerTime, totalSize, progress, progressMessage,
-            lastProgressUpdate,
-        ) = _fixed(groups[:16]) if raw else groups[:16]  # fmt: skip
-        task_text, sub_name, sub_text, empty_sub = groups[16:]
+            lastProgressUpdate, task_text, sub_name, sub_text, empty_sub,
+        ) = groups  # fmt: skip
         tasks: tuple[TaskProgress, ...] = ()
-        if task_text:  # matched again as it is: never fixed
+        if task_text:
             built = []
             for task in read_tasks(task_text):
+                if raw:
+                    task = (*_fixed(task[:8]), task[8])
                 (
                     taskType, taskState, numProcessed, numProcessing, numPending, taskProgress,
-                    taskMessage, taskUpdate,
-                ) = _fixed(task[:8]) if raw else task[:8]  # fmt: skip
-                item_text = task[8]
+                    taskMessage, taskUpdate, item_text,
+                ) = task  # fmt: skip
                 built.append(
                     new_task(
                         intern(taskType or ""),
@@ -111,18 +129,18 @@ def _jobs(
         if empty_sub is not None:
             sub_name, sub_text = empty_sub, ""
         if sub_name is not None:
-            key = (context, sub_name, sub_text)
-            sub_job = _SUB_JOB_MEMO.get(key)
+            key = (sub_name, sub_text)
+            sub_job = memo_get(key)
             if sub_job is None:  # a definition not seen before: read it from the tree
-                if context[0] + "jobArray" in sub_text:  # type: ignore[operator]
+                if prefix + "jobArray" in sub_text:  # type: ignore[operator]
                     raise ValueError("a jobArray tag in a sub-job")  # see array_cut.split
                 if rows is None:
                     array = envelope.return_array(body, (nm.active_jobs_return,), nm.job_array)
                     rows = envelope.items(array, nm.items)
                 sub_job = values.sub_job(rows[index][-1], nm, sub_name)
-                if len(_SUB_JOB_MEMO) >= values.TREE_MEMO_SIZE:
-                    _SUB_JOB_MEMO.clear()
-                _SUB_JOB_MEMO[key] = sub_job
+                if len(memo) >= values.TREE_MEMO_SIZE:
+                    memo.clear()
+                memo[key] = sub_job
         append(
             new_job(
                 intern(companyHandle or ""),

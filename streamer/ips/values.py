@@ -61,6 +61,12 @@ new_sub_job = fast_constructor(SubJob)
 # ------------------------------------------------------------------------------------------
 
 
+def forget() -> None:
+    """Empty the memos of this module (timestamps, sub-job trees)."""
+    DT_MEMO.clear()
+    _TREE_MEMO.clear()
+
+
 def dt(text: Any) -> datetime:
     """xsd:dateTime to an aware datetime (no offset means UTC); memoised by text."""
     value = DT_MEMO.get(text)
