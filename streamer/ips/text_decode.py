@@ -132,7 +132,7 @@ def _jobs(
             key = (sub_name, sub_text)
             sub_job = memo_get(key)
             if sub_job is None:  # a definition not seen before: read it from the tree
-                if prefix + "jobArray" in sub_text:  # type: ignore[operator]
+                if f"<{prefix}jobArray" in sub_text or f"</{prefix}jobArray" in sub_text:  # type: ignore[operator]
                     raise ValueError("a jobArray tag in a sub-job")  # see array_cut.split
                 if rows is None:
                     array = envelope.return_array(body, (nm.active_jobs_return,), nm.job_array)
