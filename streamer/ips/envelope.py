@@ -41,6 +41,11 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
+def reply_parser() -> etree.XMLParser:
+    """This thread's parser with the settings of replies (for parts of a reply)."""
+    return _parser()
+
+
 def tag(element: etree._Element) -> str:
     """An element's Clark tag name, for messages."""
     return str(element.tag)

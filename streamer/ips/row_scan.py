@@ -5,7 +5,7 @@ text string per element: most of a full decode. The array's content in the *repl
 matched instead, one compiled pattern per job that spells out the ``ActiveJob`` sequence of the
 schema: every leaf's text comes back from C as a match group.
 
-:func:`scan_region` is one step of a proof that :func:`streamer.ips.decode.decode_scanned`
+:func:`scan_region` is one step of a proof that :func:`streamer.ips.text_decode.decode_scanned`
 completes; when a step fails, the tree walk gives the exact result or error. The region it
 gets is the content of the reply's one ``jobArray`` (cut at its only literal tags, and ``head
 + tail`` parsed as a valid reply with an empty array: :mod:`streamer.ips.array_cut`). Here:
@@ -22,9 +22,8 @@ gets is the content of the reply's one ``jobArray`` (cut at its only literal tag
    feed and carriage return; no U+FFFE or U+FFFF; UTF-8 decoding refuses the rest), no
    ``]]>``, and each ``&`` starts a reference to a predefined entity (there is no DTD: ``head``
    parsed without one) or to a legal character. A sub-job's content is checked by its decoder
-   (:func:`streamer.ips.decode.decode_scanned`): either it is the very text of a sub-job it
-   decoded from a tree before, under the same namespace bindings, or it reads it from the tree
-   now, parsing the whole reply (so any malformed part fails there).
+   (:mod:`streamer.ips.text_decode`): it is the very text of a sub-job decoded before under
+   the same namespace bindings, or lxml parses it now under those bindings.
 3. *Texts as lxml reads them.* A leaf's text is the characters between its tags with line ends
    normalised (XML 1.0 section 2.11), then references replaced (a ``&#13;`` stays a carriage
    return). libxml2 keeps white space inside an element without children, as the pattern does.

@@ -10,8 +10,9 @@ walks the tree, which gives the exact result or the exact error. The proof:
    in UTF-8 or ASCII: envelope, fault, body and return element are checked there;
 3. the region is well-formed content made of job elements that the schema's patterns spell
    out (:mod:`streamer.ips.row_scan`), every sub-job's content being either the very text of
-   a sub-job decoded from a tree before, under the same namespace bindings and prefix, or one
-   read from the tree now (which parses the whole reply: any malformed part fails there).
+   a sub-job decoded before under the same namespace bindings and prefix, or one parsed now
+   with lxml, in a small document of just the new ones whose root binds the same prefixes
+   (a malformed one fails there; each element means what it means in the reply).
 
 So the reply is that valid reply with those jobs in its array, and each value is converted by
 the same functions as the tree walk's (:mod:`streamer.ips.values`).
@@ -20,6 +21,7 @@ the same functions as the tree walk's (:mod:`streamer.ips.values`).
 from __future__ import annotations
 
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 
@@ -53,8 +55,8 @@ def decode_scanned(body: bytes, namespace: str) -> tuple[JobSnapshot, ...] | Non
         return None  # no jobs: the tree walk of a tiny reply is as cheap
     try:
         with values.gc_paused():
-            return _jobs(scan, _context(array, cut.prefix), body, names(namespace))
-    except (ValueError, TypeError, KeyError, IndexError, IpsReplyError):
+            return _jobs(scan, _context(array, cut.prefix), names(namespace))
+    except (ValueError, TypeError, KeyError, IndexError, IpsReplyError, etree.XMLSyntaxError):
         return None  # the tree walk raises the exact error
 
 
@@ -72,9 +74,7 @@ def _context(array: etree._Element, prefix: str) -> tuple[Any, ...]:
     return (prefix, *sorted(array.nsmap.items(), key=lambda kv: kv[0] or ""))
 
 
-def _jobs(
-    scan: ScannedArray, context: tuple[Any, ...], body: bytes, nm: Names
-) -> tuple[JobSnapshot, ...]:
+def _jobs(scan: ScannedArray, context: tuple[Any, ...], nm: Names) -> tuple[JobSnapshot, ...]:
     """Model values from scanned texts, converted as the tree walk converts the tree's (an
     empty leaf reads ``""`` here, ``None`` there: both map alike). The constructors take
     their fields by position, in field order: this loop runs once per job and task."""
@@ -82,14 +82,7 @@ def _jobs(
     intern, dt_memo, dt, progress_of = values.intern, values.DT_MEMO.get, values.dt, values.progress
     new_job, new_status = values.new_job_snapshot, values.new_job_status
     new_task = values.new_task_progress
-    prefix = context[0]
-    memo = _SUB_JOB_MEMO.get(context)
-    if memo is None:
-        if len(_SUB_JOB_MEMO) >= _MAX_CONTEXTS:
-            _SUB_JOB_MEMO.clear()
-        memo = _SUB_JOB_MEMO[context] = {}
-    memo_get = memo.get
-    rows: list[etree._Element] | None = None
+    sub_jobs = _sub_jobs(scan, context, nm)
     out: list[JobSnapshot] = []
     append = out.append
     for index, groups in enumerate(scan.jobs):
@@ -127,20 +120,9 @@ def _jobs(
             tasks = tuple(built)
         sub_job: SubJob | None = None
         if empty_sub is not None:
-            sub_name, sub_text = empty_sub, ""
-        if sub_name is not None:
-            key = (sub_name, sub_text)
-            sub_job = memo_get(key)
-            if sub_job is None:  # a definition not seen before: read it from the tree
-                if f"<{prefix}jobArray" in sub_text or f"</{prefix}jobArray" in sub_text:  # type: ignore[operator]
-                    raise ValueError("a jobArray tag in a sub-job")  # see array_cut.split
-                if rows is None:
-                    array = envelope.return_array(body, (nm.active_jobs_return,), nm.job_array)
-                    rows = envelope.items(array, nm.items)
-                sub_job = values.sub_job(rows[index][-1], nm, sub_name)
-                if len(memo) >= values.TREE_MEMO_SIZE:
-                    memo.clear()
-                memo[key] = sub_job
+            sub_job = sub_jobs[empty_sub, ""]
+        elif sub_name is not None:
+            sub_job = sub_jobs[sub_name, sub_text]  # type: ignore[index]  # a text with a name
         append(
             new_job(
                 intern(companyHandle or ""),
@@ -166,6 +148,69 @@ def _jobs(
             )
         )
     return tuple(out)
+
+
+def _sub_jobs(
+    scan: ScannedArray, context: tuple[Any, ...], nm: Names
+) -> dict[tuple[str, str], SubJob]:
+    """Every sub-job of the scanned jobs by (element name, content text): remembered ones,
+    and the others read from one small document holding just them, parsed under the array's
+    namespace bindings (so any malformed one fails the parse, and the caller walks the tree)."""
+    memo = _SUB_JOB_MEMO.get(context)
+    if memo is None:
+        if len(_SUB_JOB_MEMO) >= _MAX_CONTEXTS:
+            _SUB_JOB_MEMO.clear()
+        memo = _SUB_JOB_MEMO[context] = {}
+    found: dict[tuple[str, str], SubJob] = {}
+    missing: list[tuple[str, str]] = []
+    get = memo.get
+    for groups in scan.jobs:
+        sub_name, sub_text, empty_sub = groups[17:]
+        if empty_sub is not None:
+            key = (empty_sub, "")
+        elif sub_name is not None:
+            key = (sub_name, sub_text)  # type: ignore[assignment]  # text with a name
+        else:
+            continue
+        if key not in found:
+            sub_job = get(key)
+            if sub_job is None:
+                missing.append(key)
+                found[key] = None  # type: ignore[assignment]  # filled below
+            else:
+                found[key] = sub_job
+    if missing:
+        read = _read_sub_jobs(missing, context, nm)
+        found.update(read)
+        if len(memo) + len(read) > values.TREE_MEMO_SIZE:
+            memo.clear()
+        memo.update(read)
+    return found
+
+
+def _read_sub_jobs(
+    keys: list[tuple[str, str]], context: tuple[Any, ...], nm: Names
+) -> dict[tuple[str, str], SubJob]:
+    """Sub-jobs parsed from their texts, in one document whose root binds the prefixes in
+    scope at the array: each element means there what it means in the reply."""
+    prefix, *bindings = context
+    wrap = f"{prefix}jobArray"
+    declarations = " ".join(
+        f"xmlns:{name}={quoteattr(uri)}" if name else f"xmlns={quoteattr(uri)}"
+        for name, uri in bindings
+    )
+    parts = [f"<{wrap} {declarations}>"]
+    for name, text in keys:
+        if f"<{prefix}jobArray" in text or f"</{prefix}jobArray" in text:
+            raise ValueError("a jobArray tag in a sub-job")  # see array_cut.split
+        parts.append(f"<{prefix}{name}>{text}</{prefix}{name}>")
+    parts.append(f"</{wrap}>")
+    root = etree.fromstring("".join(parts).encode(), envelope.reply_parser())
+    if len(root) != len(keys):
+        raise ValueError("sub-job texts did not read back one element each")
+    return {
+        key: values.sub_job(element, nm, key[0]) for key, element in zip(keys, root, strict=True)
+    }
 
 
 def _fixed(texts: tuple[str | None, ...]) -> tuple[str | None, ...]:
