@@ -173,6 +173,12 @@ HOSTILE: dict[str, Callable[[bytes], bytes]] = {
     "attribute on a job": lambda b: b.replace(b"<items>", b'<items a="1">', 1),
     "element out of order": lambda b: b.replace(b"<type>", b"<statex/><type>", 1),
     "mismatched end tag in a sub-job": lambda b: re.sub(rb"(<(\w+Job)>)", rb"\1<oops>", b, count=1),
+    "unbound prefix in a sub-job": lambda b: re.sub(
+        rb"(<(\w+Job)>)", rb"\1<zz:x>1</zz:x>", b, count=1
+    ),
+    "foreign element in a sub-job": lambda b: re.sub(
+        rb"(<(\w+Job)>)", rb'\1<x xmlns="urn:other">1</x>', b, count=1
+    ),
     "jobArray start tag in a sub-job": lambda b: re.sub(
         rb"(<(\w+Job)>)", rb"\1<jobArray/>", b, count=1
     ),
