@@ -88,6 +88,10 @@ class PollSettings:
     summary_every_s: float = 0.0
     #: Records above this are never sent: jobs are cut to fit (see streamer.limits).
     max_record_bytes: int = 1_000_000
+    #: Seconds: the loop's wake-ups between cycles fall on multiples of this on the event
+    #: loop's clock (0: exact), so that companies due in the same slot wake together (see
+    #: :func:`streamer.retry.sleep_or_stop`).
+    wake_grid_s: float = 0.0
 
     @property
     def backoff(self) -> Backoff:
@@ -187,7 +191,7 @@ class CompanyPoller:
         self._monotonic = monotonic
         self._uniform = uniform
         self._sleep: Callable[[float], Awaitable[bool]] = sleep or (
-            lambda seconds: sleep_or_stop(stop, seconds)
+            lambda seconds: sleep_or_stop(stop, seconds, grid_s=poll.wake_grid_s)
         )
         # None after a restore: the first diff flags its changes as possibly skipping states.
         self._prev_poll_at: datetime | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -72,13 +73,23 @@ def jittered(seconds: float, jitter: float, uniform: Uniform = random.uniform) -
     return seconds * uniform(1.0 - jitter, 1.0 + jitter)
 
 
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds`` unless ``stop`` is set first; return True when stopped."""
+async def sleep_or_stop(stop: asyncio.Event, seconds: float, *, grid_s: float = 0.0) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; return True when stopped.
+
+    With ``grid_s`` > 0 the wake-up moves later, to the next multiple of ``grid_s`` on the event
+    loop's clock (by less than ``grid_s``): timer coalescing. Loops that fall due in the same
+    slot then wake in one event-loop iteration instead of one process wake-up each; on a busy
+    2-core machine an isolated wake-up costs far more CPU than the same work done back to back.
+    """
     if stop.is_set():
         return True
     if seconds > 0:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + seconds
+        if grid_s > 0:
+            when = math.ceil(when / grid_s) * grid_s
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
+            async with asyncio.timeout_at(when):
                 await stop.wait()
     return stop.is_set()
 

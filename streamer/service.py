@@ -65,6 +65,11 @@ START_BACKOFF = Backoff(initial_s=1.0, max_s=30.0, jitter=0.2)
 
 _T = TypeVar("_T")
 
+#: A company loop's wake-ups fall on a grid of this share of its interval (50 ms at 5 s):
+#: the companies due in one slot wake together (timer coalescing, see sleep_or_stop). A cycle
+#: starts at most one slot late; the spread over the interval stays (100 slots).
+WAKE_GRID_SHARE = 0.01
+
 
 def utcnow() -> datetime:
     """The wall clock, timezone-aware (the one place the service reads it)."""
@@ -531,6 +536,7 @@ class Service:
                 cycle_lines=cfg.log.cycles == "info",
                 summary_every_s=cfg.log.summary_every_s,
                 max_record_bytes=cfg.kafka.max_record_bytes,
+                wake_grid_s=interval * WAKE_GRID_SHARE,
             ),
             diff_settings=DiffSettings(
                 progress_min_step=cfg.progress.min_step,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -55,6 +56,18 @@ async def test_sleep_or_stop_returns_early_when_stopped() -> None:
 async def test_sleep_or_stop_sleeps_when_not_stopped() -> None:
     """Without a stop the wait runs out and reports False."""
     assert await sleep_or_stop(asyncio.Event(), 0.01) is False
+
+
+async def test_sleep_or_stop_wakes_on_the_grid_never_before_the_time_asked() -> None:
+    """With grid_s the wake-up is the first multiple of grid_s at or after the time asked."""
+    loop = asyncio.get_running_loop()
+    for _ in range(3):
+        asked = loop.time() + 0.05
+        assert await sleep_or_stop(asyncio.Event(), 0.05, grid_s=0.2) is False
+        woke = loop.time()
+        slot = math.ceil(asked / 0.2) * 0.2
+        # Timers may fire up to the clock's resolution early (uvloop: 1 ms).
+        assert woke >= slot - 0.002, (asked, slot, woke)
 
 
 async def test_until_stopped_returns_the_result_or_cancels_on_stop() -> None:
