@@ -165,6 +165,25 @@ def log_details_policy(cfg: Settings) -> LogDetailsPolicy:
     )
 
 
+def poll_settings(cfg: Settings, interval: float) -> PollSettings:
+    """What a company loop polling every ``interval`` seconds takes from the settings; its
+    wake-ups fall on a grid of :data:`WAKE_GRID_SHARE` of the interval."""
+    return PollSettings(
+        interval_s=interval,
+        jitter=cfg.poll.jitter,
+        backoff_initial_s=cfg.poll.backoff_initial_s,
+        backoff_max_s=cfg.poll.backoff_max_s,
+        auth_backoff_s=cfg.poll.auth_backoff_s,
+        failures_before_degraded=cfg.poll.failures_before_degraded,
+        heartbeat=cfg.kafka.heartbeat,
+        heartbeat_every_s=cfg.heartbeat.every_s,
+        cycle_lines=cfg.log.cycles == "info",
+        summary_every_s=cfg.log.summary_every_s,
+        max_record_bytes=cfg.kafka.max_record_bytes,
+        wake_grid_s=interval * WAKE_GRID_SHARE,
+    )
+
+
 def reconcile_for(policy: ReconcilePolicy, interval_s: float) -> ReconcilePolicy:
     """``policy`` for a company polled every ``interval_s``: a pass may hold a cycle that long."""
     return replace(policy, max_pass_s=max(policy.max_pass_s, interval_s))
@@ -524,20 +543,7 @@ class Service:
             client=client if privacy.keeps else RedactingSource(client, privacy),
             publisher=CommitWatch(publisher, status, self.clock),
             state=dict(states.get(handle, {})),
-            poll=PollSettings(
-                interval_s=interval,
-                jitter=cfg.poll.jitter,
-                backoff_initial_s=cfg.poll.backoff_initial_s,
-                backoff_max_s=cfg.poll.backoff_max_s,
-                auth_backoff_s=cfg.poll.auth_backoff_s,
-                failures_before_degraded=cfg.poll.failures_before_degraded,
-                heartbeat=cfg.kafka.heartbeat,
-                heartbeat_every_s=cfg.heartbeat.every_s,
-                cycle_lines=cfg.log.cycles == "info",
-                summary_every_s=cfg.log.summary_every_s,
-                max_record_bytes=cfg.kafka.max_record_bytes,
-                wake_grid_s=interval * WAKE_GRID_SHARE,
-            ),
+            poll=poll_settings(cfg, interval),
             diff_settings=DiffSettings(
                 progress_min_step=cfg.progress.min_step,
                 progress_min_interval_s=cfg.progress.min_interval_s,
