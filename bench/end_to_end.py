@@ -475,8 +475,9 @@ def observe(
     floor_ms = floor["cpu_ms_per_cycle"] if floor is not None else None
     floor_text = f"floor loop {floor_ms:.2f} ms/cycle" if floor_ms else ""
     bound = (
-        "socket writes and reads (HTTP to IPS, Kafka requests) and aiohttp's request path; "
-        "bench/profiles/e2e-1000x10-quiet-*.txt (--profile PATH makes a new one)"
+        "the event loop's own work (uvloop: epoll, timers, callbacks) and socket writes and "
+        "reads (HTTP to IPS, Kafka requests); bench/profiles/e2e-1000x10-quiet-4-wake-grid.txt "
+        "(--profile PATH makes a new one)"
     )
     if load == "quiet":
         targets.append(
