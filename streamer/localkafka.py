@@ -39,7 +39,7 @@ ROOT = Path(
     )
 )
 KAFKA_VERSION = "4.1.1"
-CACHE = Path(os.environ.get("STREAMER_CACHE_DIR", ROOT / ".cache"))
+CACHE = Path(os.environ.get("STREAMER_CACHE_DIR") or ROOT / ".cache").absolute()
 LIBS = CACHE / f"kafka-{KAFKA_VERSION}" / "libs"
 DEFAULT_STATE = ROOT / "var" / "kafka"
 

@@ -31,7 +31,7 @@ DEPLOY = ROOT / "deploy"
 @pytest.fixture(scope="module")
 def promtool() -> str:
     """The promtool executable, or a skip when none can be found."""
-    cache = Path(os.environ.get("STREAMER_CACHE_DIR", ROOT / ".cache"))
+    cache = Path(os.environ.get("STREAMER_CACHE_DIR") or ROOT / ".cache").absolute()
     for candidate in (
         os.environ.get("PROMTOOL"),
         shutil.which("promtool"),
