@@ -350,9 +350,14 @@ class Streamer:
         return doc
 
     def company(self, handle: str) -> dict[str, Any]:
-        """One company's entry of ``/status``."""
-        found: dict[str, Any] = next(c for c in self.status()["companies"] if c["handle"] == handle)
-        return found
+        """One company's entry of ``/status``. A company is listed once its shard is taken,
+        in any order: before that, an entry in state ``"unlisted"`` with no cycles (so that a
+        probe waiting for cycles waits, and an assertion on the state says what it saw)."""
+        for entry in self.status()["companies"]:
+            if entry["handle"] == handle:
+                found: dict[str, Any] = entry
+                return found
+        return {"handle": handle, "state": "unlisted", "cycles": 0, "consecutiveFailures": 0}
 
 
 def log_count(log: Path, event: str) -> int:
