@@ -466,9 +466,9 @@ def observe(
             within >= 0.99,
             f"{1 - p99 / TARGET_P99_MS:+.0%} headroom",
             bound=(
-                f"the cycles that commit records (about {records / max(n, 1):.0%}: heartbeats, "
-                f"ledgers, events) wait for their shard's Kafka transaction, p99 {txn_p99:.0f} ms "
-                "here, with the broker on the same cores"
+                f"the cycles that commit records ({records / max(n, 1):.2f} records per cycle: "
+                f"heartbeats, ledgers, events) wait for their shard's Kafka transaction, p99 "
+                f"{txn_p99:.0f} ms here, with the broker on the same cores"
             ),
         ),
     ]
