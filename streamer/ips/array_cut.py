@@ -22,6 +22,7 @@ __all__ = [
     "SAFE_ENCODINGS",
     "Split",
     "head_tail_array",
+    "job_array",
     "real_array",
     "split",
     "unique_outside_region",
@@ -84,12 +85,17 @@ def real_array(array: etree._Element, cut: Split) -> bool:
     return prefix == cut.prefix and encoding in SAFE_ENCODINGS
 
 
+def job_array(body: bytes, namespace: str) -> etree._Element:
+    """The checked ``jobArray`` element of a ``getActiveJobs`` reply (raises like the decoder)."""
+    nm = names(namespace)
+    return envelope.return_array(body, (nm.active_jobs_return,), nm.job_array)
+
+
 def head_tail_array(cut: Split, namespace: str) -> etree._Element | None:
     """The ``jobArray`` of ``head + tail`` when that is a valid reply with an empty array (the
     one cut at, in a byte-safe encoding), else None."""
-    nm = names(namespace)
     try:
-        array = envelope.return_array(cut.head + cut.tail, (nm.active_jobs_return,), nm.job_array)
+        array = job_array(cut.head + cut.tail, namespace)
     except IpsError:
         return None
     return array if len(array) == 0 and real_array(array, cut) else None

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from streamer.ips import array_cut, decode
 from streamer.ips.array_cut import Split, head_tail_array, real_array, unique_tags
 from streamer.ips.errors import IpsError
-from streamer.ips.text_decode import decode_scanned
+from streamer.ips.text_decode import decode_cut
 from streamer.model import JobSnapshot
 
 __all__ = ["ActiveJobsCache"]
@@ -164,7 +164,7 @@ class ActiveJobsCache:
 
     def _full(self, body: bytes, namespace: str, split: Split | None) -> tuple[JobSnapshot, ...]:
         """Decode everything (raising any error) and rebuild the cache from the reply."""
-        scanned = decode_scanned(body, namespace)
+        scanned = None if split is None else decode_cut(split, namespace)
         if scanned is not None:
             # The text path proved the reply is head + region + tail around its one real
             # jobArray (the same cut as split), in a byte-safe encoding: what the checks of
@@ -225,7 +225,7 @@ class ActiveJobsCache:
         if len(new) > _MAX_MISS_SHARE * len(keys):
             self._stand_aside()
             return None
-        if split.tail != state.tail and not _head_tail_ok(split, namespace):
+        if split.tail != state.tail and head_tail_array(split, namespace) is None:
             return None
         decoded = _verify_new(split, state, list(new.values()), namespace)
         if decoded is None:
@@ -246,11 +246,6 @@ class ActiveJobsCache:
 # ------------------------------------------------------------------------------------------
 # Cutting and verifying
 # ------------------------------------------------------------------------------------------
-
-
-def _head_tail_ok(cut: Split, namespace: str) -> bool:
-    """Whether ``head + tail`` is a valid reply with an empty ``jobArray`` (the real one)."""
-    return head_tail_array(cut, namespace) is not None
 
 
 def _verify_new(

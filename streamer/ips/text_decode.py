@@ -31,7 +31,7 @@ from streamer.ips.row_scan import ScannedArray, scan_region, xml_text
 from streamer.ips.schema import Names, names
 from streamer.model import JobSnapshot, SubJob, TaskItemProgress, TaskProgress
 
-__all__ = ["decode_scanned", "forget_values"]
+__all__ = ["decode_cut", "decode_scanned", "forget_values"]
 
 #: Sub-jobs read from a tree, by context (array prefix and namespace bindings), then by
 #: (element name, content text): a job's definition does not change while it runs, so a full
@@ -45,7 +45,12 @@ def decode_scanned(body: bytes, namespace: str) -> tuple[JobSnapshot, ...] | Non
     """A ``getActiveJobs`` reply in body ``namespace`` decoded from its text, or ``None`` when
     the proof in the module docstring does not go through (then walk the tree)."""
     cut = array_cut.split(body)
-    if cut is None or not array_cut.unique_outside_region(cut):
+    return None if cut is None else decode_cut(cut, namespace)
+
+
+def decode_cut(cut: array_cut.Split, namespace: str) -> tuple[JobSnapshot, ...] | None:
+    """:func:`decode_scanned` for a reply already cut by :func:`array_cut.split`."""
+    if not array_cut.unique_outside_region(cut):
         return None
     array = array_cut.head_tail_array(cut, namespace)
     if array is None:
