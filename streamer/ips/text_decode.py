@@ -97,7 +97,7 @@ def _jobs(scan: ScannedArray, context: tuple[Any, ...], nm: Names) -> tuple[JobS
         (
             companyHandle, jobHandle, name, originalName, type_, state, submitUserEmail, locale,
             description, serverName, startDate, triggerTime, totalSize, progress, progressMessage,
-            lastProgressUpdate, task_text, sub_name, sub_text, empty_sub,
+            lastProgressUpdate, task_text, _sub_name, _sub_text, _empty_sub,
         ) = groups  # fmt: skip
         tasks: tuple[TaskProgress, ...] = ()
         if task_text:
@@ -123,11 +123,6 @@ def _jobs(scan: ScannedArray, context: tuple[Any, ...], nm: Names) -> tuple[JobS
                     )
                 )
             tasks = tuple(built)
-        sub_job: SubJob | None = None
-        if empty_sub is not None:
-            sub_job = sub_jobs[empty_sub, ""]
-        elif sub_name is not None:
-            sub_job = sub_jobs[sub_name, sub_text]  # type: ignore[index]  # a text with a name
         append(
             new_job(
                 intern(companyHandle or ""),
@@ -149,48 +144,39 @@ def _jobs(scan: ScannedArray, context: tuple[Any, ...], nm: Names) -> tuple[JobS
                     int(totalSize),  # type: ignore[arg-type]
                     tasks,
                 ),
-                sub_job,
+                sub_jobs[index],
             )
         )
     return tuple(out)
 
 
-def _sub_jobs(
-    scan: ScannedArray, context: tuple[Any, ...], nm: Names
-) -> dict[tuple[str, str], SubJob]:
-    """Every sub-job of the scanned jobs by (element name, content text): remembered ones,
-    and the others read from one small document holding just them, parsed under the array's
-    namespace bindings (so any malformed one fails the parse, and the caller walks the tree)."""
+def _sub_jobs(scan: ScannedArray, context: tuple[Any, ...], nm: Names) -> list[SubJob | None]:
+    """Each scanned job's sub-job (``None`` without one): remembered ones, and the others read
+    from one small document holding just them, parsed under the array's namespace bindings
+    (so any malformed one fails the parse, and the caller walks the tree)."""
     memo = _SUB_JOB_MEMO.get(context)
     if memo is None:
         if len(_SUB_JOB_MEMO) >= _MAX_CONTEXTS:
             _SUB_JOB_MEMO.clear()
         memo = _SUB_JOB_MEMO[context] = {}
-    found: dict[tuple[str, str], SubJob] = {}
-    missing: list[tuple[str, str]] = []
-    get = memo.get
+    keys: list[tuple[str, str] | None] = []
     for groups in scan.jobs:
         sub_name, sub_text, empty_sub = groups[17:]
         if empty_sub is not None:
-            key = (empty_sub, "")
-        elif sub_name is not None:
-            key = (sub_name, sub_text)  # type: ignore[assignment]  # text with a name
+            keys.append((empty_sub, ""))
+        elif sub_name is not None and sub_text is not None:
+            keys.append((sub_name, sub_text))
         else:
-            continue
-        if key not in found:
-            sub_job = get(key)
-            if sub_job is None:
-                missing.append(key)
-                found[key] = None  # type: ignore[assignment]  # filled below
-            else:
-                found[key] = sub_job
+            keys.append(None)
+    missing = list(dict.fromkeys(k for k in keys if k is not None and k not in memo))
     if missing:
         read = _read_sub_jobs(missing, context, nm)
-        found.update(read)
-        if len(memo) + len(read) > values.TREE_MEMO_SIZE:
+        if len(memo) + len(read) > values.TREE_MEMO_SIZE:  # start over, keeping this reply's
+            kept = {k: memo[k] for k in keys if k is not None and k not in read}
             memo.clear()
+            memo.update(kept)
         memo.update(read)
-    return found
+    return [None if key is None else memo[key] for key in keys]
 
 
 def _read_sub_jobs(
