@@ -12,15 +12,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamer.ips import IpsReplyError, decode_active_jobs
+from streamer.ips import IpsReplyError, decode_active_jobs, values
 from streamer.ips.decode import decode_job_rows, job_array
-from streamer.ips.row_scan import xml_text
-from streamer.ips.text_decode import decode_scanned
+from streamer.ips.row_scan import _STRING_LEAVES, xml_text
+from streamer.ips.schema import ACTIVE_JOB, TASK_ITEM_PROGRESS, TASK_PROGRESS
+from streamer.ips.text_decode import decode_scanned, forget_values
 from streamer.model import JobSnapshot
 from streamer.simulator import SimulatorConfig, render
 from streamer.simulator.soap import NS_2013, NS_2014
 from streamer.simulator.state import Simulator
-from tests.ips_strategies import NS13, NS14, GeneratedJob, active_jobs, active_jobs_reply
+from tests.ips_strategies import (
+    NS13,
+    NS14,
+    GeneratedJob,
+    _schema_types,
+    active_jobs,
+    active_jobs_reply,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ips"
 
@@ -223,3 +231,36 @@ def test_sub_job_text_accepted_under_one_binding_is_not_reused_under_another() -
     assert decode_scanned(bad, NS14) is None
     with pytest.raises(IpsReplyError):
         decode_active_jobs(bad, NS14)
+
+
+def test_string_leaves_are_the_wsdls_xsd_string_leaves() -> None:
+    """The leaves whose empty element reads like an absent one are exactly the xsd:string
+    leaves of ActiveJob, TaskProgress and TaskItemProgress in the shipped WSDL."""
+    types = _schema_types()
+    declared = {
+        field.name
+        for spec in (ACTIVE_JOB, TASK_PROGRESS, TASK_ITEM_PROGRESS)
+        for field in types[spec.name]
+        if field.type == "xsd:string" and field.name in {f.rstrip("?+") for f in spec.leaves}
+    }
+    assert declared == _STRING_LEAVES
+
+
+def test_sub_job_memory_over_its_bound_still_answers_every_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When remembered sub-jobs would pass their bound, memory starts over and every job of the
+    reply still gets its own sub-job, as the tree walk reads it."""
+    monkeypatch.setattr(values, "TREE_MEMO_SIZE", 3)
+    forget_values()
+    first = simulator_reply(NS_2014, 30)
+    # One sub-job new, the others remembered: memory starts over in the middle of a reply.
+    second = re.sub(
+        rb"<emailSetting>\w+</emailSetting>", b"<emailSetting>New</emailSetting>", first, count=1
+    )
+    assert second != first
+    for body in (first, second, _prefixed(first), first):
+        scanned = decode_scanned(body, NS14)
+        assert scanned is not None
+        assert len({job.sub_job for job in scanned}) > 3
+        assert scanned == tree_walk(body)

@@ -101,13 +101,7 @@ def _characters_ok(text: str) -> bool:
     slower)."""
     if text.find("\ufffe") >= 0 or text.find("\uffff") >= 0:
         return False
-    find, startswith = text.find, text.startswith
-    at = find("]")
-    while at >= 0:
-        if startswith("]]>", at):
-            return False
-        at = find("]", at + 1)
-    return True
+    return not any(text.startswith("]]>", at) for at in _positions(text, "]"))
 
 
 def _references_ok(text: str, ampersands: list[int]) -> bool:
@@ -144,27 +138,22 @@ def xml_text(raw: str) -> str:
 
 
 def _leaf(p: str, field: str, namespace: str, capture: bool, ws: str) -> str:
-    """The pattern of one leaf element of a sequence (``field`` with its ``?``/``+`` suffix)."""
+    """The pattern of one leaf element of a sequence (``field`` with its ``?``/``+`` suffix):
+    ``?`` optional, ``+`` required where the API version has it and absent before."""
+    if field.endswith("+") and not has_trigger_time(namespace):
+        # Not in this API version: the element must be absent; the group still exists (None).
+        return "(?:((?!)))?" if capture else ""
     name = field.rstrip("?+")
     group = "(" if capture else "(?:"
     if name in _STRING_LEAVES:
         one = f"<{p}{name}(?:>{group}{_TEXT}*)</{p}{name}>|/>){ws}"
     else:
         one = f"<{p}{name}>{group}{_TEXT}*)</{p}{name}>{ws}"
-    if field.endswith("+") and not has_trigger_time(namespace):
-        # Not in this API version: the element must be absent; the group still exists (None).
-        return "(?:((?!)))?" if capture else ""
-    return one
+    return f"(?:{one})?" if field.endswith("?") else one
 
 
 def _leaves(p: str, spec: Spec, namespace: str, capture: bool, ws: str) -> str:
-    out = []
-    for field in spec.leaves:
-        pattern = _leaf(p, field, namespace, capture, ws)
-        if field.endswith("?") and pattern:
-            pattern = f"(?:{pattern})?"
-        out.append(pattern)
-    return "".join(out)
+    return "".join(_leaf(p, field, namespace, capture, ws) for field in spec.leaves)
 
 
 def _array(p: str, name: str, inner: str, capture: bool, ws: str) -> str:
