@@ -12,7 +12,7 @@ decoded values are checked equal.
 The plain full decode meets the reply's sub-job definitions and timestamps a second time, as a
 service does from its second poll on (a job's definition does not change while it runs; a busy
 company's full decodes, when the reply cache stands aside, meet the same jobs again). The first
-sight reads each sub-job definition from an lxml tree (one parse of the whole reply), and is
+sight parses every sub-job definition with lxml (one small document of just them), and is
 printed beside it.
 
 Target (issue #13): the full decode (no reply cache) takes at most 4x the bare parse of the
